@@ -1,0 +1,112 @@
+"""vman-magic: OpenAI-compatible text completions as a first-class citizen of Jupyter.
+
+In a notebook::
+
+    %load_ext vman_magic
+
+    %%complete -o r --max-tokens 40
+    Once upon a time
+
+From Python::
+
+    import vman_magic
+    c = vman_magic.complete("Once upon a time", max_tokens=40)
+    print(c.text)
+
+Names are imported lazily (PEP 562), so ``import vman_magic`` and
+``%load_ext vman_magic`` stay cheap: IPython's magic machinery, ipywidgets and
+the demo model load only when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "APIConnectionError": "._errors",
+    "APIResponseError": "._errors",
+    "APIStatusError": "._errors",
+    "APITimeoutError": "._errors",
+    "AsyncClient": "._client",
+    "AuthenticationError": "._errors",
+    "BadRequestError": "._errors",
+    "Choice": "._models",
+    "Client": "._client",
+    "Completion": "._models",
+    "CompletionRequest": "._models",
+    "ConfigurationError": "._errors",
+    "InternalServerError": "._errors",
+    "Logprobs": "._models",
+    "NotFoundError": "._errors",
+    "PermissionDeniedError": "._errors",
+    "RateLimitError": "._errors",
+    "StreamAPIError": "._errors",
+    "StreamError": "._errors",
+    "Usage": "._models",
+    "ValidationError": "._errors",
+    "VmanError": "._errors",
+    "acomplete": "._client",
+    "acomplete_many": "._batch",
+    "complete": "._client",
+    "complete_frame": "._frame",
+    "complete_many": "._batch",
+    "panel": "._panel",
+}
+
+__all__ = sorted([*_LAZY, "__version__", "load_ipython_extension", "unload_ipython_extension"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vman_magic' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # cache: the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext vman_magic``: register ``%%complete``, ``%complete`` and ``%vman``."""
+    from ._magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext vman_magic``: remove the magics again."""
+    from ._magic import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ._batch import acomplete_many, complete_many
+    from ._client import AsyncClient, Client, acomplete, complete
+    from ._errors import (
+        APIConnectionError,
+        APIResponseError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        ConfigurationError,
+        InternalServerError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        StreamAPIError,
+        StreamError,
+        ValidationError,
+        VmanError,
+    )
+    from ._frame import complete_frame
+    from ._models import Choice, Completion, CompletionRequest, Logprobs, Usage
+    from ._panel import panel
