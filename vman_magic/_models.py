@@ -15,6 +15,7 @@ Standard library only (the client layer must import fast and without IPython).
 
 from __future__ import annotations
 
+import difflib
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -72,11 +73,10 @@ class CompletionRequest:
         """Build from keyword parameters, rejecting unknown names with a hint."""
         unknown = sorted(set(params) - set(PARAMS_BY_NAME))
         if unknown:
-            known = ", ".join(p.name for p in PARAMS)
-            raise ValidationError(
-                f"unknown parameter {unknown[0]!r}: the Completions API takes {known}",
-                param=unknown[0],
-            )
+            names = [p.name for p in PARAMS]
+            close = difflib.get_close_matches(unknown[0], names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "the Completions API takes " + ", ".join(names)
+            raise ValidationError(f"unknown parameter {unknown[0]!r}: {hint}", param=unknown[0])
         return cls(model=model, prompt=prompt, stream=stream, **params)
 
     def params(self) -> dict[str, Any]:
@@ -126,6 +126,8 @@ def _prompt_count(prompt: Prompt) -> int:
 def _fail(name: str, value: Any, hint: str = "") -> ValidationError:
     spec = PARAMS_BY_NAME.get(name)
     allowed = spec.range_text() if spec else ""
+    if ".." in allowed:
+        allowed = "in " + allowed
     msg = f"{name} must be {allowed}, got {value!r}" if allowed else f"{name}: got {value!r}"
     return ValidationError(msg + (f"; {hint}" if hint else ""), param=name)
 
