@@ -57,7 +57,39 @@ _LAZY: dict[str, str] = {
     "panel": "._panel",
 }
 
-__all__ = sorted([*_LAZY, "__version__", "load_ipython_extension", "unload_ipython_extension"])
+__all__ = [
+    "APIConnectionError",
+    "APIResponseError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "Choice",
+    "Client",
+    "Completion",
+    "CompletionRequest",
+    "ConfigurationError",
+    "InternalServerError",
+    "Logprobs",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "StreamAPIError",
+    "StreamError",
+    "Usage",
+    "ValidationError",
+    "VmanError",
+    "__version__",
+    "acomplete",
+    "acomplete_many",
+    "complete",
+    "complete_frame",
+    "complete_many",
+    "load_ipython_extension",
+    "panel",
+    "unload_ipython_extension",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ._errors import StreamAPIError, ValidationError, error_fields
 from ._params import INT64_MAX, INT64_MIN, MAX_STOP, PARAMS, PARAMS_BY_NAME
@@ -28,7 +28,7 @@ from ._params import INT64_MAX, INT64_MIN, MAX_STOP, PARAMS, PARAMS_BY_NAME
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-Prompt = Union[str, Sequence[str], Sequence[int], Sequence[Sequence[int]]]
+Prompt = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
 
 __all__ = ["Choice", "Completion", "CompletionBuilder", "CompletionRequest", "Logprobs", "Usage"]
 
@@ -134,9 +134,7 @@ def _fail(name: str, value: Any, hint: str = "") -> ValidationError:
 
 def _validate(req: CompletionRequest) -> None:
     if not isinstance(req.model, str) or not req.model.strip():
-        raise ValidationError(
-            "model is empty: pass model=..., use -m/--model, or set VMAN_MODEL", param="model"
-        )
+        raise ValidationError("model is empty: pass model=..., use -m/--model, or set VMAN_MODEL", param="model")
     _validate_prompt(req.prompt)
     for spec in PARAMS:
         value = getattr(req, spec.name)
@@ -150,9 +148,9 @@ def _validate(req: CompletionRequest) -> None:
                 spec.maximum is not None and value > spec.maximum
             ):
                 raise _fail(spec.name, value)
-        elif spec.kind == "bool" and not isinstance(value, bool):
-            raise _fail(spec.name, value)
-        elif spec.kind == "str" and not isinstance(value, str):
+        elif (spec.kind == "bool" and not isinstance(value, bool)) or (
+            spec.kind == "str" and not isinstance(value, str)
+        ):
             raise _fail(spec.name, value)
     if req.seed is not None and not INT64_MIN <= req.seed <= INT64_MAX:
         raise ValidationError(f"seed must fit in a signed 64-bit integer, got {req.seed}", param="seed")
@@ -185,7 +183,9 @@ def _validate_prompt(prompt: Any) -> None:
         return
     hint = "prompt must be a string, a list of strings, a list of token ids, or a list of lists of token ids"
     if not isinstance(prompt, Sequence) or isinstance(prompt, (bytes, bytearray)) or len(prompt) == 0:
-        raise ValidationError(f"{hint}; got {type(prompt).__name__}" + (" (empty)" if prompt == [] else ""), param="prompt")
+        raise ValidationError(
+            f"{hint}; got {type(prompt).__name__}" + (" (empty)" if prompt == [] else ""), param="prompt"
+        )
     if all(isinstance(p, str) for p in prompt):
         return
     if all(isinstance(p, int) and not isinstance(p, bool) for p in prompt):
@@ -195,7 +195,9 @@ def _validate_prompt(prompt: Any) -> None:
     if all(isinstance(p, Sequence) and not isinstance(p, str) and len(p) > 0 for p in prompt):
         for row in prompt:
             if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in row):
-                raise ValidationError("every token id in a list of token lists must be a non-negative integer", param="prompt")
+                raise ValidationError(
+                    "every token id in a list of token lists must be a non-negative integer", param="prompt"
+                )
         return
     raise ValidationError(hint + "; not a mix of them", param="prompt")
 
@@ -292,10 +294,11 @@ class Logprobs:
 class Choice:
     """One generated text. ``text`` is joined lazily from the streamed pieces."""
 
-    __slots__ = ("index", "finish_reason", "logprobs", "_parts")
+    __slots__ = ("_parts", "finish_reason", "index", "logprobs")
 
-    def __init__(self, index: int, text: str = "", finish_reason: str | None = None,
-                 logprobs: Logprobs | None = None) -> None:
+    def __init__(
+        self, index: int, text: str = "", finish_reason: str | None = None, logprobs: Logprobs | None = None
+    ) -> None:
         self.index = index
         self.finish_reason = finish_reason
         self.logprobs = logprobs
@@ -429,7 +432,7 @@ class CompletionBuilder:
     each field once and keeps no per-event objects.
     """
 
-    __slots__ = ("completion", "_started", "_choices", "_first_token_at")
+    __slots__ = ("_choices", "_first_token_at", "_started", "completion")
 
     def __init__(self, request: CompletionRequest | None = None, *, started: float | None = None) -> None:
         self.completion = Completion(request)
@@ -504,8 +507,11 @@ class CompletionBuilder:
         c = self.completion
         c.elapsed = time.perf_counter() - self._started
         req = c.request
-        if req is not None and req.logprobs is not None and c._choices and all(
-            ch.logprobs is None for ch in c._choices.values()
+        if (
+            req is not None
+            and req.logprobs is not None
+            and c._choices
+            and all(ch.logprobs is None for ch in c._choices.values())
         ):
             c.notes.append(
                 f"logprobs={req.logprobs} was requested but the server returned none "

@@ -58,20 +58,20 @@ MAX_STOP: Final = 4
 
 PARAMS: Final[tuple[ParamSpec, ...]] = (
     ParamSpec("max_tokens", "int", "Most tokens to generate per choice.", 0, None, 16),
-    ParamSpec("temperature", "float", "Sampling temperature; 0 is greedy, higher is more random.", 0, 2, 1),
-    ParamSpec("top_p", "float", "Nucleus sampling: keep the smallest token set with this much probability.", 0, 1, 1),
+    ParamSpec("temperature", "float", "Sampling temperature: 0 is greedy, higher is more random.", 0, 2, 1),
+    ParamSpec("top_p", "float", "Nucleus sampling: keep the likeliest tokens up to this mass.", 0, 1, 1),
     ParamSpec("n", "int", "How many completions to generate for each prompt.", 1, 128, 1),
-    ParamSpec("logprobs", "int", "Return log-probabilities of the K most likely tokens at each step.", 0, 5, None),
-    ParamSpec("stop", "stop", "Up to 4 sequences where generation stops (not included in the text).", None, None, None),
-    ParamSpec("echo", "bool", "Echo the prompt before the completion.", None, None, False),
-    ParamSpec("suffix", "str", "Text that comes after the completion (insert mode, where supported).", None, None, None),
-    ParamSpec("best_of", "int", "Generate this many candidates server-side and return the best n (no streaming).", 0, 20, 1),
-    ParamSpec("presence_penalty", "float", "Penalise tokens that already appeared (-2..2).", -2, 2, 0),
-    ParamSpec("frequency_penalty", "float", "Penalise tokens by how often they appeared (-2..2).", -2, 2, 0),
-    ParamSpec("logit_bias", "logit_bias", "Bias added to the logits of given token ids (-100..100).", None, None, None),
-    ParamSpec("seed", "int", "Sample deterministically: the same seed and parameters give the same text.", None, None, None),
-    ParamSpec("user", "str", "An end-user id the provider can use to detect abuse.", None, None, None),
-    ParamSpec("stream_options", "stream_options", "Streaming options, e.g. {'include_usage': True}.", None, None, None),
+    ParamSpec("logprobs", "int", "Return log-probabilities of the K likeliest tokens per step.", 0, 5),
+    ParamSpec("stop", "stop", "Up to 4 sequences that end generation (not included in the text)."),
+    ParamSpec("echo", "bool", "Echo the prompt before the completion.", default=False),
+    ParamSpec("suffix", "str", "Text that comes after the completion (insert mode, where supported)."),
+    ParamSpec("best_of", "int", "Generate this many candidates server-side, return the best n.", 0, 20, 1),
+    ParamSpec("presence_penalty", "float", "Penalise tokens that already appeared.", -2, 2, 0),
+    ParamSpec("frequency_penalty", "float", "Penalise tokens by how often they appeared.", -2, 2, 0),
+    ParamSpec("logit_bias", "logit_bias", "Bias (-100..100) added to the logits of given token ids."),
+    ParamSpec("seed", "int", "Sample deterministically: same seed and parameters, same text."),
+    ParamSpec("user", "str", "An end-user id the provider can use to detect abuse."),
+    ParamSpec("stream_options", "stream_options", "Streaming options, e.g. {'include_usage': True}."),
 )
 
 PARAMS_BY_NAME: Final[dict[str, ParamSpec]] = {p.name: p for p in PARAMS}
