@@ -1,0 +1,205 @@
+"""The live view of a completion while it streams.
+
+The client calls :meth:`LiveView.update` after every chunk, possibly thousands
+of times a second, so ``update`` is mostly one clock read. What reaches the
+front end is shaped by two costs:
+
+* **Latency of the first token.** Until some text has been shown, every update
+  is rendered at once; coalescing starts after that.
+* **Bytes sent to the browser.** With one choice the view appends only the new
+  text as ``stream`` output (``sys.stdout`` in a kernel becomes a stream
+  message the front end appends), so the bytes are linear in the text. With
+  several choices a display handle is replaced in place, and replacements are
+  limited both by rate and by growth, so re-sending the grid stays bounded.
+
+Model text written to the stream is cleaned first: ``\\r`` becomes a newline
+and ANSI/control escapes are removed, so a completion cannot rewrite earlier
+output or colour the notebook. HTML output is escaped by :mod:`._render`.
+
+The view only reads the :class:`~vman_magic.Completion`; it never changes it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._render import completion_html, completion_text, footer_html, footer_text
+
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle
+
+    from ._models import Completion, CompletionRequest
+
+__all__ = ["LiveView", "clean_stream_text"]
+
+STREAM_INTERVAL = 1 / 30  # seconds between appended stream writes (n == 1)
+GRID_INTERVAL = 1 / 10  # seconds between grid replacements (n > 1)
+GRID_GROWTH = 1.25  # ...and only once the text grew by a quarter
+GRID_MAX_WAIT = 2.0  # ...or this long passed, so slow streams still move
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_stream_text(text: str) -> str:
+    """Make model text safe to append to a terminal or a notebook stream.
+
+    ``\\r\\n`` and lone ``\\r`` become ``\\n`` (a bare carriage return would let
+    the text overwrite what was already shown); ANSI sequences and other
+    control characters are dropped. Tabs and newlines are kept.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (rich display), False in terminal IPython or a script."""
+    try:
+        from IPython.core.getipython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return False
+    shell = get_ipython()  # type: ignore[no-untyped-call]
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class LiveView:
+    """Shows one completion as it arrives: ``start()``, ``update(c)``..., ``finish(c)``.
+
+    ``request`` decides the layout: one expected choice streams as appended
+    text, several (``n > 1`` or a list of prompts) become a grid. ``rich``
+    defaults to "running in a kernel"; without it (terminal IPython) one choice
+    still streams and a grid is printed as labelled blocks at the end.
+    ``out`` defaults to ``sys.stdout`` as it is when :meth:`start` runs.
+    """
+
+    def __init__(
+        self,
+        request: CompletionRequest | None = None,
+        *,
+        rich: bool | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.grid = request is not None and request.choices_expected > 1
+        self._rich = rich
+        self._out = out
+        self._started = False
+        self._due = 0.0  # monotonic time before which update() does nothing
+        # stream mode
+        self._written = 0  # characters of the text already written
+        self._line_open = False  # the last write did not end with a newline
+        # grid mode
+        self._handle: DisplayHandle | None = None
+        self._sent_size = 0
+        self._sent_at = 0.0
+
+    @property
+    def rich(self) -> bool:
+        """Whether rich display (display handles, HTML footer) is used."""
+        if self._rich is None:
+            self._rich = in_kernel()
+        return self._rich
+
+    def start(self) -> None:
+        """Get ready to show output; call once before the request is sent."""
+        if self._out is None:
+            self._out = sys.stdout
+        if self._rich is None:  # decide now, not on the first (timed) token
+            self._rich = in_kernel()
+        self._started = True
+
+    def update(self, completion: Completion) -> None:
+        """Called after every chunk; cheap unless an update is due."""
+        now = time.monotonic()
+        if now < self._due:
+            return
+        if self.grid:
+            self._update_grid(completion, now)
+        else:
+            self._update_stream(completion, now)
+
+    def finish(self, completion: Completion) -> None:
+        """Show the rest of the text and the footer (also after an error or interrupt)."""
+        if not self._started:
+            self.start()
+        if self.grid:
+            if self.rich:
+                self._show_grid(completion, footer=True)
+            else:
+                self._write(completion_text(completion) + "\n")
+            return
+        self._write_delta(completion.text, final=True)
+        if self._line_open:
+            self._write("\n")
+        if self.rich:
+            bundle = _footer_bundle(completion)
+            if bundle:
+                from IPython.display import display
+
+                display(bundle, raw=True)  # type: ignore[no-untyped-call]
+        else:
+            tail = footer_text(completion)
+            if tail:
+                self._write(tail + "\n")
+
+    # -- one choice: append the new text -------------------------------------
+    def _update_stream(self, completion: Completion, now: float) -> None:
+        text = completion.text
+        if len(text) == self._written:
+            return  # nothing new: keep checking, so the first token is shown at once
+        self._write_delta(text, final=False)
+        self._due = now + STREAM_INTERVAL
+
+    def _write_delta(self, text: str, *, final: bool) -> None:
+        delta = text[self._written :]
+        if not final and delta.endswith("\r"):
+            delta = delta[:-1]  # hold it back: it may be the first half of "\r\n"
+        if not delta:
+            return
+        self._written += len(delta)
+        cleaned = clean_stream_text(delta)
+        if cleaned:
+            self._write(cleaned)
+            self._line_open = not cleaned.endswith("\n")
+
+    def _write(self, s: str) -> None:
+        out = self._out or sys.stdout
+        out.write(s)
+        out.flush()
+
+    # -- several choices: one display handle, replaced in place --------------
+    def _update_grid(self, completion: Completion, now: float) -> None:
+        if not self.rich:
+            self._due = float("inf")  # terminal: the grid is printed once, at the end
+            return
+        size = sum(len(ch.text) for ch in completion.choices)
+        if size == self._sent_size:
+            return
+        if self._sent_size and size < self._sent_size * GRID_GROWTH and now < self._sent_at + GRID_MAX_WAIT:
+            self._due = now + GRID_INTERVAL
+            return
+        self._show_grid(completion, footer=False)
+        self._sent_size = size
+        self._sent_at = now
+        self._due = now + GRID_INTERVAL
+
+    def _show_grid(self, completion: Completion, *, footer: bool) -> None:
+        bundle = {
+            "text/plain": completion_text(completion, footer=footer),
+            "text/html": completion_html(completion, footer=footer),
+        }
+        if self._handle is None:
+            from IPython.display import display
+
+            self._handle = display(bundle, raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        else:
+            self._handle.update(bundle, raw=True)  # type: ignore[no-untyped-call]
+
+
+def _footer_bundle(completion: Completion) -> dict[str, Any] | None:
+    text = footer_text(completion)
+    if not text:
+        return None
+    return {"text/plain": text, "text/html": footer_html(completion)}
