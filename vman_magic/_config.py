@@ -1,0 +1,332 @@
+"""Layered settings: where the base URL, key, model and timeouts come from.
+
+Layers, lowest to highest priority::
+
+    defaults < environment < IPython config (%config VmanMagic.x = ...)
+             < session (%vman ...) < explicit arguments
+
+Environment: ``VMAN_BASE_URL``, ``VMAN_API_KEY``, ``VMAN_MODEL``,
+``VMAN_TIMEOUT`` (read timeout in seconds), ``VMAN_MAX_RETRIES``, with
+``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` as fallbacks so an existing OpenAI
+setup works unchanged.
+
+:func:`resolve` records where every value came from, so ``%vman config`` can
+answer "why is it using that model?". The key is wrapped in :class:`Secret`
+from the moment it is read, so printing settings, a traceback's locals or a
+log record can never show it; only the HTTP layer calls ``reveal()``.
+
+With no base URL in any layer, the offline demo server is started (once per
+process) and its model is the default, so a notebook works out of the box.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+import urllib.parse
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._errors import ConfigurationError
+from ._retry import DEFAULT_MAX_RETRIES
+
+__all__ = [
+    "FIELDS",
+    "InsecureKeyWarning",
+    "Secret",
+    "Settings",
+    "Timeout",
+    "clear_session",
+    "normalize_base_url",
+    "resolve",
+    "set_ipython_config",
+    "set_session",
+    "warn_if_insecure",
+]
+
+FIELDS: Final = ("base_url", "api_key", "model", "timeout", "max_retries")
+
+_ENV: Final[dict[str, tuple[str, ...]]] = {
+    "base_url": ("VMAN_BASE_URL", "OPENAI_BASE_URL"),
+    "api_key": ("VMAN_API_KEY", "OPENAI_API_KEY"),
+    "model": ("VMAN_MODEL",),
+    "timeout": ("VMAN_TIMEOUT",),
+    "max_retries": ("VMAN_MAX_RETRIES",),
+}
+
+_MODEL_HINT: Final = "pass model=..., use -m NAME in %%complete, set VMAN_MODEL, or run %vman model NAME"
+
+
+class Secret:
+    """An API key that shows as ``'****'`` everywhere except :meth:`reveal`.
+
+    Deliberately not a ``str`` subclass: ``"Bearer " + key`` or ``f"{key}"``
+    would then leak the value; here they give the mask or fail loudly.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The real key, for the ``Authorization`` header only."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    def __str__(self) -> str:
+        return "****"
+
+    def __format__(self, spec: str) -> str:
+        return "****"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an API key (Secret) cannot be pickled; pass it again where it is needed")
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Seconds to wait: to connect, between two bytes of an answer, and in total.
+
+    Notebook defaults: a slow model may think for a while before its first
+    token (read), but a call should not hang a kernel forever (total).
+    ``None`` disables a limit.
+    """
+
+    connect: float | None = 10.0
+    read: float | None = 60.0
+    total: float | None = 600.0
+
+    @classmethod
+    def coerce(cls, value: Any) -> Timeout:
+        """Accept a number (the read timeout), a ``Timeout``, or an ``httpx.Timeout``."""
+        if value is None or isinstance(value, Timeout):
+            return value or cls()
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = -1.0
+            if seconds > 0:
+                return cls(read=seconds)
+            raise ConfigurationError(f"timeout must be a positive number of seconds, got {value!r}")
+        if hasattr(value, "connect") and hasattr(value, "read"):  # httpx.Timeout, duck-typed
+            return cls(connect=value.connect, read=value.read)
+        raise ConfigurationError(
+            f"timeout must be seconds (float), vman_magic Timeout or httpx.Timeout, got {type(value).__name__}"
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one client; ``sources`` says where each value came from."""
+
+    base_url: str
+    api_key: Secret | None
+    model: str | None
+    timeout: Timeout = field(default_factory=Timeout)
+    max_retries: int = DEFAULT_MAX_RETRIES
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    is_demo: bool = False
+
+    def require_model(self, model: str | None = None) -> str:
+        """``model`` or the configured one; a ConfigurationError saying how to set it."""
+        chosen = model or self.model
+        if not chosen:
+            raise ConfigurationError(f"no model is set for {self.base_url}: {_MODEL_HINT}")
+        return chosen
+
+    def describe(self) -> list[str]:
+        """Lines for ``%vman config``: each value and its origin, never the key itself."""
+        key = "not set" if self.api_key is None else "set"
+        values = {
+            "base_url": self.base_url,
+            "api_key": key,
+            "model": self.model or "not set",
+            "timeout": f"connect {self.timeout.connect}s, read {self.timeout.read}s, total {self.timeout.total}s",
+            "max_retries": str(self.max_retries),
+        }
+        return [f"{name}: {values[name]} (from {self.sources.get(name, 'default')})" for name in FIELDS]
+
+
+# --------------------------------------------------------------------------- layers
+
+_lock = threading.Lock()
+_ipython_layer: dict[str, Any] = {}
+_session_layer: dict[str, Any] = {}
+
+
+def _check_names(values: Mapping[str, Any]) -> None:
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigurationError(f"unknown setting {unknown[0]!r}: the settings are {', '.join(FIELDS)}")
+
+
+def set_ipython_config(values: Mapping[str, Any]) -> None:
+    """Replace the IPython config layer (the magic copies its traitlets here).
+
+    ``None`` values mean "not configured" and are left out.
+    """
+    _check_names(values)
+    with _lock:
+        _ipython_layer.clear()
+        _ipython_layer.update({k: _wrap(k, v) for k, v in values.items() if v not in (None, "")})
+
+
+def set_session(**values: Any) -> None:
+    """Set session values (``%vman key``, ``%vman model`` ...); ``None`` removes one."""
+    _check_names(values)
+    for name, value in values.items():
+        if name == "base_url" and value:
+            normalize_base_url(value)  # fail now, not at the next call
+    with _lock:
+        for name, value in values.items():
+            if value is None:
+                _session_layer.pop(name, None)
+            else:
+                _session_layer[name] = _wrap(name, value)
+
+
+def clear_session() -> None:
+    """Forget everything ``%vman`` set in this session."""
+    with _lock:
+        _session_layer.clear()
+
+
+def _wrap(name: str, value: Any) -> Any:
+    if name == "api_key" and not isinstance(value, Secret):
+        return Secret(str(value))
+    return value
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def resolve(**explicit: Any) -> Settings:
+    """Merge every layer into :class:`Settings`; arguments given as ``None`` are "not given".
+
+    Starts the demo server when no layer names a base URL.
+    """
+    _check_names(explicit)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, env_names in _ENV.items():
+        for env in env_names:
+            raw = os.environ.get(env, "").strip()
+            if raw:
+                values[name], sources[name] = _wrap(name, raw), env
+                break
+    with _lock:
+        layers = [(dict(_ipython_layer), "%config VmanMagic"), (dict(_session_layer), "%vman")]
+    layers.append(({k: _wrap(k, v) for k, v in explicit.items() if v is not None}, "argument"))
+    for layer, source in layers:
+        for name, value in layer.items():
+            values[name], sources[name] = value, source
+
+    model = values.get("model") or None
+    is_demo = "base_url" not in values
+    if is_demo:
+        from ._demo import DEMO_MODEL, demo_base_url
+
+        base_url, sources["base_url"] = demo_base_url(), "demo server (no VMAN_BASE_URL set)"
+        if model is None:
+            model, sources["model"] = DEMO_MODEL, "demo default"
+    else:
+        base_url = normalize_base_url(str(values["base_url"]))
+    return Settings(
+        base_url=base_url,
+        api_key=values.get("api_key"),
+        model=model,
+        timeout=Timeout.coerce(values.get("timeout")),
+        max_retries=_coerce_retries(values.get("max_retries", DEFAULT_MAX_RETRIES)),
+        sources=sources,
+        is_demo=is_demo,
+    )
+
+
+def _coerce_retries(value: Any) -> int:
+    try:
+        retries = int(value)
+    except (TypeError, ValueError):
+        retries = -1
+    if isinstance(value, bool) or retries < 0 or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigurationError(f"max_retries must be a whole number >= 0, got {value!r}")
+    return retries
+
+
+def normalize_base_url(url: str) -> str:
+    """``https://host``, ``https://host/``, ``https://host/v1/`` all become ``https://host/v1``.
+
+    Other paths are kept (a gateway may live under ``/openai/v1``, and the
+    test server's fault prefixes look like ``/x/fault=.../v1``); ``/v1`` is
+    appended only when the path does not already end in it.
+    """
+    text = url.strip()
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"the base URL must start with http:// or https:// and name a host, got {_safe_url(text)!r}; "
+            "e.g. https://api.example.com/v1"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"the base URL must not have a ?query or #fragment: {_safe_url(text)!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any ``user:password@`` removed, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        return urllib.parse.urlunsplit(parts._replace(netloc="****@" + parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses, where plain http is fine."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class InsecureKeyWarning(UserWarning):
+    """An API key is about to travel unencrypted (plain ``http://`` to another machine)."""
+
+
+_warned_hosts: set[str] = set()
+
+
+def warn_if_insecure(settings: Settings) -> None:
+    """Warn once per host when the key would be sent over plain http off this machine."""
+    parts = urllib.parse.urlsplit(settings.base_url)
+    host = parts.hostname or ""
+    if settings.api_key is None or parts.scheme != "http" or is_loopback(host):
+        return
+    with _lock:
+        if host in _warned_hosts:
+            return
+        _warned_hosts.add(host)
+    warnings.warn(
+        f"the API key will be sent unencrypted to http://{host}: use an https:// base URL "
+        "unless this is a trusted private network",
+        InsecureKeyWarning,
+        stacklevel=3,
+    )
