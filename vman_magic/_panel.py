@@ -1,0 +1,483 @@
+"""The Playground panel: ``vman_magic.panel()`` or ``%vman panel``.
+
+An ipywidgets composite to try prompts and parameters without writing code:
+model, prompt (with ``{var}`` templating), every sampling parameter, Run and
+Stop, the live output, a probability heatmap and "Copy as code". Like the
+magic, it only builds a :class:`~vman_magic.CompletionRequest` and hands it to
+:class:`~vman_magic.AsyncClient` and the same :class:`~._display.LiveView`; it
+never parses magic strings.
+
+Concurrency, in one place:
+
+* **Run button.** The click handler schedules the request as a task on the
+  kernel's running event loop and returns at once, so the kernel keeps
+  handling comm messages (the Stop click, other widgets) while tokens stream.
+* **``Panel.run()``.** Blocks until the result is there. Without a running
+  loop (a script, pytest) it is ``asyncio.run``. Inside a notebook cell the
+  kernel's loop is already running in this thread, so the request runs on a
+  private loop in a worker thread that the caller joins. This is chosen over
+  ``nest_asyncio``: that patches the loop class process-wide and makes the
+  kernel's own handlers re-entrant (a widget message could start a second run
+  in the middle of the first), while a worker thread isolates the run and
+  needs no patching. The worker copies the caller's ``contextvars`` so output
+  keeps the cell's parent message.
+* **``Panel.stop()``.** Safe from any thread: it cancels the task through
+  ``loop.call_soon_threadsafe``; the result keeps the text that arrived and
+  is flagged ``incomplete=True``.
+* **Output routing.** Each live-view call runs inside ``with output:``, which
+  captures into the panel's ``Output`` whatever message is current at that
+  instant. Entering it per call (not once around the whole stream) keeps the
+  output in the panel even after later widget clicks change the kernel's
+  current message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import html
+import threading
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import ipywidgets as w
+
+from ._client import AsyncClient
+from ._config import Secret, resolve
+from ._display import LiveView, in_kernel
+from ._errors import ValidationError, VmanError
+from ._heatmap import ProbabilityView
+from ._models import Completion, CompletionBuilder, CompletionRequest
+from ._panel_widgets import WIDGET_PARAMS, ParamControls, magic_cell, message_html, python_call
+from ._params import PARAMS_BY_NAME
+from ._template import render
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+__all__ = ["Panel", "panel"]
+
+T = TypeVar("T")
+
+_CONNECTION = ("base_url", "api_key", "model", "prompt", "var", "shell")
+
+
+def panel(**defaults: Any) -> Panel:
+    """Open a Playground panel; ``defaults`` are initial values.
+
+    Accepts ``base_url``, ``api_key``, ``model``, ``prompt``, ``var`` (the
+    name the result is stored under, default ``completion``) and any API
+    parameter, e.g. ``panel(prompt="Once upon a time", max_tokens=40)``.
+    """
+    return Panel(**defaults)
+
+
+class Panel(w.VBox):  # type: ignore[misc]
+    """The Playground widget; see the module docstring for how runs are scheduled.
+
+    Programmatic control mirrors the buttons: :attr:`params`, :meth:`run`,
+    :meth:`stop`, :attr:`result`, :attr:`request`, :attr:`code`.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        model: str | None = None,
+        prompt: str = "",
+        var: str = "completion",
+        shell: InteractiveShell | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__()
+        _check_initial(params)
+        # the key is wrapped at once, so no repr or traceback of the panel can show it
+        self._connection: dict[str, Any] = {"base_url": base_url, "api_key": Secret(api_key) if api_key else None}
+        self._settings = resolve(**self._connection, model=model)
+        self._shell = shell
+        self._extra = {k: v for k, v in params.items() if k not in WIDGET_PARAMS and k != "stream"}
+        self.result: Completion | None = None
+        self._request: CompletionRequest | None = None
+        self._task: asyncio.Task[Completion] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = False
+        self._lock = threading.Lock()
+        self._models_task: asyncio.Task[list[str]] | None = None
+
+        self.model = w.Combobox(
+            value=self._settings.model or "",
+            placeholder="model id",
+            description="model",
+            ensure_option=False,
+            style={"description_width": "130px"},
+        )
+        self.model_message = w.HTML()
+        self.refresh_button = w.Button(icon="refresh", tooltip="fetch the model list again", layout={"width": "36px"})
+        self.prompt = w.Textarea(
+            value=prompt,
+            placeholder="prompt; {name} inserts a notebook variable",
+            layout={"width": "100%", "height": "120px"},
+        )
+        self.prompt_message = w.HTML()
+        self.controls = ParamControls(params, self._validate)
+        self.stream = w.Checkbox(value=params.get("stream", True), description="stream", indent=False)
+        self.var = w.Text(value=var, description="store as", style={"description_width": "70px"})
+        self.var_message = w.HTML()
+        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
+        self.status = w.HTML()
+        self.output = w.Output(layout={"border": "1px solid var(--jp-border-color2, #ddd)", "padding": "4px"})
+        self.show_probabilities = w.ToggleButton(description="Show probabilities", icon="th")
+        self.heatmap = w.HTML()
+        self.show_code = w.ToggleButton(description="Copy as code", icon="code")
+        self.code_view = w.HTML()
+        self.insert_button = w.Button(description="Insert as new cell", icon="plus", layout={"display": "none"})
+
+        for widget in (self.model, self.prompt, self.stream, self.var):
+            widget.observe(lambda _change: self._validate(), names="value")
+        self.show_probabilities.observe(lambda _change: self._render_heatmap(), names="value")
+        self.show_code.observe(lambda _change: self._render_code(), names="value")
+        self.run_button.on_click(self._on_run_click)
+        self.stop_button.on_click(lambda _button: self.stop())
+        self.refresh_button.on_click(lambda _button: self._start_model_fetch())
+        extra = ", ".join(f"{k}={v!r}" for k, v in self._extra.items())
+        self.children = [
+            w.HBox([self.model, self.refresh_button, self.model_message]),
+            self.prompt,
+            self.prompt_message,
+            w.GridBox(self.controls.rows(), layout={"grid_template_columns": "repeat(2, 50%)"}),
+            w.HBox([self.stream, self.var, self.var_message]),
+            *([w.HTML(message_html(f"also sent: {extra}", error=False))] if extra else []),
+            w.HBox([self.run_button, self.stop_button, self.status]),
+            self.output,
+            w.HBox([self.show_probabilities, self.show_code, self.insert_button]),
+            self.heatmap,
+            self.code_view,
+        ]
+        self.insert_button.on_click(lambda _button: self.insert_code())
+        self._validate()
+        self._start_model_fetch()
+
+    # -- state ------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, Any]:
+        """The API parameters the next run sends (defaults left out), plus ``stream``."""
+        values = {**self._extra, **self.controls.values()}
+        return {**values, "stream": self.stream.value}
+
+    @property
+    def request(self) -> CompletionRequest:
+        """The request Run would send now; raises ``ValidationError`` if invalid."""
+        values = {**self._extra, **self.controls.values()}
+        return CompletionRequest.build(
+            self.model.value.strip(), self._prompt_text(), stream=self.stream.value, **values
+        )
+
+    @property
+    def running(self) -> bool:
+        """True while a request is in flight."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def code(self) -> str:
+        """A ``%%complete`` cell and a ``complete(...)`` call reproducing the current settings."""
+        request = self.request
+        return magic_cell(request, self.prompt.value, var=self.var.value, base_url=self._base_url_flag()) + (
+            "\n\n# or, from Python:\n" + python_call(request, base_url=self._base_url_flag())
+        )
+
+    def _prompt_text(self) -> str:
+        shell = self._get_shell()
+        if shell is None:
+            return str(self.prompt.value)
+        return str(render(self.prompt.value, shell.user_ns).text)
+
+    def _get_shell(self) -> InteractiveShell | None:
+        if self._shell is None:
+            from IPython.core.getipython import get_ipython
+
+            self._shell = get_ipython()  # type: ignore[no-untyped-call]
+        return self._shell
+
+    def _base_url_flag(self) -> str | None:
+        """The base URL to spell out in generated code, or None for the demo/default."""
+        return None if self._settings.is_demo else self._settings.base_url
+
+    # -- validation -------------------------------------------------------
+    def _validate(self) -> CompletionRequest | None:
+        """Build the request on every change; show what is wrong next to its widget."""
+        error: ValidationError | None = None
+        request: CompletionRequest | None = None
+        try:
+            self._check_var()
+            request = self.request
+        except ValidationError as exc:
+            error = exc
+        self.controls.show_error(error)
+        param = error.param if error is not None else None
+        self.model_message.value = message_html(str(error)) if param == "model" else ""
+        self.prompt_message.value = message_html(str(error)) if param == "prompt" else ""
+        self.var_message.value = message_html(str(error)) if param == "var" else ""
+        if param == "stream" or (param and param not in PARAMS_BY_NAME and param not in _CONNECTION):
+            self.status.value = message_html(str(error))
+        elif not self.running:
+            self.status.value = ""
+        self.run_button.disabled = error is not None or self.running
+        self.run_button.tooltip = str(error) if error else "send the request"
+        if self.show_code.value:
+            self._render_code()
+        return request
+
+    def _check_var(self) -> None:
+        name = self.var.value.strip()
+        if not name.isidentifier():
+            raise ValidationError(
+                f"store as must be a Python variable name, got {name!r}: use letters, digits and _", param="var"
+            )
+
+    # -- running ----------------------------------------------------------
+    def run(self) -> Completion:
+        """Send the current request and block until it ends; returns the :class:`Completion`.
+
+        Raises ``ValidationError`` for invalid settings (nothing is sent) and
+        the client's errors after storing the partial result, so a failing
+        cell stops "Run All". After :meth:`stop` it returns the partial result.
+        """
+        self._check_var()
+        request = self.request
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._execute(request))
+        return _run_in_thread(self._execute(request), self.stop)
+
+    def stop(self) -> None:
+        """Cancel the running request, keeping the text that arrived; safe from any thread."""
+        with self._lock:
+            task, loop = self._task, self._loop
+            if task is None or loop is None or task.done():
+                return
+            self._stop_requested = True
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task.cancel()
+        else:
+            loop.call_soon_threadsafe(task.cancel)
+
+    def _on_run_click(self, _button: w.Button) -> None:
+        """Schedule the run on the kernel's loop; without one (no kernel), run it here."""
+        request = None if self.running else self._validate()
+        if request is None:
+            return
+        self.run_button.disabled = True  # before the task starts, so a double click cannot queue two runs
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._run_reporting_errors()
+            return
+        task = loop.create_task(self._execute(request))
+        task.add_done_callback(self._report_task)
+
+    def _run_reporting_errors(self) -> None:
+        with contextlib.suppress(VmanError):  # already shown in the status line; a click has no cell to fail
+            self.run()
+
+    def _report_task(self, task: asyncio.Task[Completion]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: the error is already shown in the status line
+
+    async def _execute(self, request: CompletionRequest) -> Completion:
+        """One run, on whichever loop is current: the primitive behind Run and ``run()``."""
+        with self._lock:
+            if self.running:
+                raise RuntimeError("a run is already in progress: call stop() first or wait for it")
+            self._task = asyncio.current_task()
+            self._loop = asyncio.get_running_loop()
+            self._stop_requested = False
+        self._request = request
+        self._set_running(True)
+        self.output.clear_output()
+        view = LiveView(request)
+        builder = CompletionBuilder(request)
+        self._in_output(view.start)
+        result: Completion | None = None
+        try:
+            client = AsyncClient(**self._connection, model=request.model)
+            try:
+                result = await client.run(request, builder, on_update=lambda c: self._in_output(view.update, c))
+            finally:
+                await client.aclose()
+        except asyncio.CancelledError:
+            result = _partial(builder, None)
+            if not self._stop_requested:
+                raise
+            self.status.value = message_html("stopped; the text so far is kept", error=False)
+        except VmanError as exc:
+            result = exc.partial or _partial(builder, exc)
+            self.status.value = message_html(f"{type(exc).__name__}: {exc}")
+            raise
+        except BaseException as exc:  # KeyboardInterrupt in a script: keep the partial text too
+            result = _partial(builder, exc)
+            raise
+        finally:
+            final = result if result is not None else builder.completion
+            self._in_output(view.finish, final)
+            self._store(final)
+            self._set_running(False)
+        return result
+
+    def _in_output(self, fn: Any, *args: Any) -> None:
+        with self.output:
+            fn(*args)
+
+    def _set_running(self, running: bool) -> None:
+        self.stop_button.disabled = not running
+        self.run_button.disabled = running
+        if running:
+            self.status.value = message_html("running…", error=False)
+        else:
+            with self._lock:
+                self._task = None
+            self._validate_keep_status()
+
+    def _validate_keep_status(self) -> None:
+        status = self.status.value
+        self._validate()
+        if not self.status.value:
+            self.status.value = status
+
+    def _store(self, result: Completion) -> None:
+        self.result = result
+        shell = self._get_shell()
+        if shell is not None:
+            shell.user_ns[self.var.value.strip()] = result
+            shell.user_ns["_completion"] = result
+        self._render_heatmap()
+
+    # -- models, heatmap, code ------------------------------------------
+    def refresh_models(self) -> list[str]:
+        """Fetch ``GET /v1/models`` now and fill the model list; [] with a message on failure."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._fetch_models())
+        return _run_in_thread(self._fetch_models(), lambda: None)
+
+    def _start_model_fetch(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.refresh_models()
+            return
+        self._models_task = loop.create_task(self._fetch_models())  # filled once this cell is done
+
+    async def _fetch_models(self) -> list[str]:
+        settings = self._settings
+        client = AsyncClient(**self._connection, max_retries=0)
+        try:
+            models = sorted(await client.models())
+        except VmanError as exc:
+            self.model_message.value = message_html(
+                f"cannot list models at {settings.base_url} ({exc}); type a model id, "
+                "or check base_url with %vman config"
+            )
+            return []
+        finally:
+            await client.aclose()
+        self.model.options = models
+        if not self.model.value and models:
+            self.model.value = models[0]
+        self.model_message.value = "" if models else message_html("the server lists no models; type an id", error=False)
+        return models
+
+    def _render_heatmap(self) -> None:
+        if self.show_probabilities.value and self.result is not None:
+            self.heatmap.value = ProbabilityView(self.result).html
+        else:
+            self.heatmap.value = ""
+
+    def _render_code(self) -> None:
+        if not self.show_code.value:
+            self.code_view.value = ""
+            self.insert_button.layout.display = "none"
+            return
+        try:
+            code = self.code
+        except ValidationError as exc:
+            self.code_view.value = message_html(f"fix the settings first: {exc}")
+            self.insert_button.layout.display = "none"
+            return
+        self.code_view.value = f"<pre style='user-select:text'>{html.escape(code)}</pre>"
+        self.insert_button.layout.display = None if self._get_shell() is not None else "none"
+
+    def insert_code(self) -> None:
+        """Put the ``%%complete`` cell in a new cell via ``set_next_input``.
+
+        Kernels deliver that with the reply to an executed cell, so from the
+        button the new cell appears when the next cell runs; calling
+        ``p.insert_code()`` in a cell inserts it right below.
+        """
+        shell = self._get_shell()
+        if shell is None:
+            raise RuntimeError("inserting a cell needs IPython; copy p.code instead")
+        request = self.request
+        shell.set_next_input(magic_cell(request, self.prompt.value, var=self.var.value, base_url=self._base_url_flag()))
+        self.status.value = message_html("the new cell appears below the next cell you run", error=False)
+
+    # -- display without a front end -------------------------------------
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {
+            "text/plain": "vman-magic Playground panel: needs a Jupyter front end with ipywidgets; "
+            "use p.params, p.run(), p.stop() and p.result from code"
+        }
+        if in_kernel():
+            bundle.update(super()._repr_mimebundle_(include=include, exclude=exclude) or {})
+        return bundle
+
+
+def _partial(builder: CompletionBuilder, error: BaseException | None) -> Completion:
+    """The builder's result flagged incomplete (once: the client may have done it)."""
+    if builder.completion.incomplete:
+        return builder.completion
+    return builder.fail(error)
+
+
+def _check_initial(params: dict[str, Any]) -> None:
+    """Reject unknown names and bad values of ``panel(**params)`` one at a time.
+
+    Combinations (``best_of`` with streaming, ...) are not checked here: the
+    panel shows them inline, where the user can fix them.
+    """
+    for name, value in params.items():
+        if name == "stream":
+            continue
+        CompletionRequest.build("-", "", stream=name == "stream_options", **{name: value})
+
+
+def _run_in_thread(coro: Coroutine[Any, Any, T], stop: Callable[[], None]) -> T:
+    """Run ``coro`` on a private loop in a worker thread and wait for it (see module doc)."""
+    box: dict[str, Any] = {}
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box["value"] = context.run(asyncio.run, coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="vman-panel-run", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except KeyboardInterrupt:  # the kernel's interrupt lands here, not in the worker: stop it there
+        stop()
+        thread.join()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return cast("T", box["value"])
