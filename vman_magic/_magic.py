@@ -1,0 +1,407 @@
+"""``%%complete``, ``%complete`` and ``%vman``: the notebook face of the client.
+
+The magic only translates: flags and the cell become a
+:class:`~vman_magic.CompletionRequest` (validated by the model layer, whose
+message becomes a short ``UsageError``), the client runs it with a
+:class:`~vman_magic._display.LiveView` as ``on_update``, and the result lands
+in ``_completion`` (and ``-o NAME``) *before* any error is raised, so text that
+arrived is never lost. The flags are generated from ``_params.PARAMS``, so a
+help text or a range cannot drift from the API layer.
+
+Failures make the cell fail (Run All stops) but show one line, not a
+traceback through this module: the exception gets a ``_render_traceback_``,
+which IPython and ipykernel use instead of the formatted traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import keyword
+import re
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Float, Int, Unicode
+
+from . import _config
+from ._display import LiveView
+from ._errors import ConfigurationError, ValidationError, VmanError
+from ._models import Completion, CompletionBuilder, CompletionRequest
+from ._params import PARAMS, ParamSpec
+from ._template import render
+
+__all__ = ["VmanMagic", "load_ipython_extension", "unload_ipython_extension"]
+
+# IPython's decorator factories are untyped; these aliases give them a type once.
+_argument: Callable[..., Callable[[Any], Any]] = argument
+_magic_arguments: Callable[[], Callable[[Any], Any]] = magic_arguments
+
+SHOW_PROBS_LOGPROBS = 5  # what --show-probs asks for when --logprobs is not given
+_SHORT_FLAGS = {"temperature": "-t", "n": "-n"}
+_METAVARS = {"int": "N", "float": "X", "str": "TEXT", "stop": "S", "logit_bias": "JSON"}
+_demo_notice_shown = False
+
+
+def _unescape(text: str) -> str:
+    r"""``'\n'`` typed in a flag becomes a newline; other text (including Chinese) is kept."""
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"bad escape in {text!r}: {exc.reason}; write a literal backslash as \\\\") from None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc.msg}); quote it, e.g. --logit-bias '{{\"50256\": -100}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"50256": -100}')
+    return value
+
+
+def _param_argument(spec: ParamSpec) -> Callable[[Any], Any]:
+    """The ``@argument`` for one API parameter, with its help and range from the table."""
+    flags = [_SHORT_FLAGS[spec.name]] if spec.name in _SHORT_FLAGS else []
+    if spec.name != "n":
+        flags.append(spec.flag)
+    help_text = f"{spec.help} Allowed: {spec.range_text()}."
+    if spec.kind == "bool":
+        return _argument(*flags, action="store_true", default=None, help=help_text)
+    kwargs: dict[str, Any] = {"dest": spec.name, "metavar": _METAVARS[spec.kind], "help": help_text}
+    if spec.kind == "int":
+        kwargs["type"] = int
+    elif spec.kind == "float":
+        kwargs["type"] = float
+    elif spec.kind == "stop":
+        kwargs.update(nargs="+", action="extend", type=_unescape)
+        kwargs["help"] += r" Escapes are decoded: --stop '\n' stops at a newline (quote it)."
+    elif spec.kind == "logit_bias":
+        kwargs["type"] = _json_object
+    return _argument(*flags, **kwargs)
+
+
+def _complete_arguments(func: Any) -> Any:
+    """Apply every ``%%complete`` flag: model, the API parameters, then the magic's own."""
+    decorators = [
+        _argument("-m", "--model", metavar="MODEL", help="Model id (default: %%vman model, VMAN_MODEL, ...)."),
+        *(_param_argument(spec) for spec in PARAMS if spec.kind != "stream_options"),
+        _argument("--no-stream", action="store_true", help="Wait for the whole answer instead of streaming."),
+        _argument("-o", "--output", metavar="NAME", help="Also store the Completion in this variable."),
+        _argument("--base-url", metavar="URL", help="Server for this call only, e.g. http://host:8000/v1."),
+        _argument("--timeout", type=float, metavar="S", help="Read timeout in seconds for this call."),
+        _argument("--dry-run", action="store_true", help="Show the prompt and request JSON; send nothing."),
+        _argument("--no-template", action="store_true", help="Send {braces} as written, without variables."),
+        _argument("--show-probs", action="store_true", help="Show a token-probability heatmap afterwards."),
+    ]
+    for deco in reversed(decorators):
+        func = deco(func)
+    return _magic_arguments()(func)
+
+
+_VMAN_HELP = """\
+%vman config          effective settings and where each came from (the key only as set/not set)
+%vman models          models offered by the server
+%vman key             enter the API key at a hidden prompt (kept for this session only)
+%vman base_url URL    use this server for the session, e.g. https://api.example.com/v1
+%vman model NAME      default model for the session
+%vman demo            switch back to the offline demo model
+%vman panel [PROMPT]  open the Playground panel
+%vman help            this text"""
+
+
+@magics_class
+class VmanMagic(Magics):
+    """The magics; traitlets feed the IPython-config settings layer.
+
+    ``%config VmanMagic.model = "..."`` (or ``c.VmanMagic.model`` in
+    ``ipython_config.py``) sets a default that ``%vman`` and flags override.
+    """
+
+    base_url = Unicode("", help="Default server, e.g. https://api.example.com/v1.").tag(config=True)
+    model = Unicode("", help="Default model id.").tag(config=True)
+    timeout = Float(None, allow_none=True, help="Default read timeout in seconds.").tag(config=True)
+    max_retries = Int(None, allow_none=True, help="Retries for connection errors, 429 and 5xx.").tag(config=True)
+    default_max_tokens = Int(
+        None, allow_none=True, help="max_tokens when --max-tokens is not given (None: the server's default)."
+    ).tag(config=True)
+
+    @property
+    def _user_ns(self) -> dict[str, Any]:
+        assert self.shell is not None, "VmanMagic is registered with a shell"
+        return self.shell.user_ns  # type: ignore[no-any-return]
+
+    def _sync_config(self) -> None:
+        """Copy the traitlets into the config layer (``%config`` may have changed them)."""
+        _config.set_ipython_config(
+            {"base_url": self.base_url, "model": self.model, "timeout": self.timeout, "max_retries": self.max_retries}
+        )
+
+    # -- %%complete ------------------------------------------------------------
+    @no_var_expand  # type: ignore[untyped-decorator]
+    @_complete_arguments
+    @line_cell_magic  # type: ignore[untyped-decorator]
+    def complete(self, line: str, cell: str | None = None) -> None:
+        """Complete the cell (or the rest of the line) with the Completions API.
+
+        The result goes to ``_completion`` and, with ``-o NAME``, to ``NAME``.
+        ``{name}`` in the prompt inserts a variable (``{row.title}``,
+        ``{items[0]}``, ``{x:.2f}``); other braces stay as written, ``{{``
+        is a literal brace. In the line form, flags come first:
+        ``%complete -t 0 Once upon a time`` (or ``%complete -n 2 -- -1 is``).
+        """
+        if cell is None:
+            line, prompt = _split_line(line, self.complete.parser)
+        else:
+            prompt = cell.rstrip("\n")
+        args = _parse_flags(self.complete.parser, line)
+        if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
+            raise UsageError(f"-o needs a variable name, got {args.output!r}")
+        if not prompt.strip():
+            raise UsageError("the prompt is empty: write it in the cell under %%complete, or after the flags")
+        self._sync_config()
+        if not args.no_template:
+            try:
+                rendered = render(prompt, self._user_ns)
+            except ValidationError as exc:
+                raise UsageError(str(exc)) from None
+            prompt = rendered.text
+        params = {s.name: getattr(args, s.name) for s in PARAMS if getattr(args, s.name, None) is not None}
+        if params.get("max_tokens") is None and self.default_max_tokens is not None:
+            params["max_tokens"] = self.default_max_tokens
+        if args.show_probs and params.get("logprobs") is None:
+            params["logprobs"] = SHOW_PROBS_LOGPROBS
+        try:
+            settings = _config.resolve(base_url=args.base_url, model=args.model, timeout=args.timeout)
+            request = CompletionRequest.build(settings.require_model(), prompt, stream=not args.no_stream, **params)
+        except (ValidationError, ConfigurationError) as exc:
+            raise UsageError(str(exc)) from None
+        if args.dry_run:
+            _print_dry_run(request, settings.base_url, rendered if not args.no_template else None)
+            return
+        if settings.is_demo:
+            _show_demo_notice()
+        completion = self._run(request, args)
+        if args.show_probs:
+            from IPython.display import display
+
+            display(completion.show_probabilities())  # type: ignore[no-untyped-call]
+
+    def _run(self, request: CompletionRequest, args: argparse.Namespace) -> Completion:
+        """Stream ``request`` into a live view; store the result before any error escapes."""
+        from ._client import Client
+
+        builder = CompletionBuilder(request)
+        view = LiveView(request)
+        view.start()
+        try:
+            with Client(base_url=args.base_url, model=request.model, timeout=args.timeout) as client:
+                completion = client.run(request, builder, on_update=view.update)
+        except KeyboardInterrupt as exc:
+            completion = self._keep(builder, exc, args.output, view)
+            where = " and ".join(f"`{n}`" for n in (args.output, "_completion") if n)
+            _shorten(exc, f"KeyboardInterrupt: interrupted after {_tokens(completion)}; partial text kept in {where}")
+            raise
+        except VmanError as exc:
+            completion = self._keep(builder, exc, args.output, view)
+            _shorten(exc, f"{type(exc).__name__}: {exc}")
+            raise
+        self._store(completion, args.output)
+        view.finish(completion)
+        return completion
+
+    def _keep(self, builder: CompletionBuilder, exc: BaseException, name: str | None, view: LiveView) -> Completion:
+        completion = builder.completion
+        if not completion.incomplete or completion.error is None:
+            builder.fail(exc)
+        self._store(completion, name)
+        view.finish(completion)
+        return completion
+
+    def _store(self, completion: Completion, name: str | None) -> None:
+        self._user_ns["_completion"] = completion
+        if name:
+            self._user_ns[name] = completion
+
+    # -- %vman -------------------------------------------------------------------
+    @line_magic  # type: ignore[untyped-decorator]
+    def vman(self, line: str) -> Any:
+        """Settings and tools: ``%vman config|models|key|base_url URL|model NAME|demo|panel|help``."""
+        command, _, rest = line.strip().partition(" ")
+        rest = rest.strip()
+        handlers: dict[str, Callable[[str], Any]] = {
+            "config": self._vman_config,
+            "models": self._vman_models,
+            "key": self._vman_key,
+            "base_url": self._vman_base_url,
+            "model": self._vman_model,
+            "demo": self._vman_demo,
+            "panel": self._vman_panel,
+            "help": self._vman_help,
+            "": self._vman_help,
+        }
+        handler = handlers.get(command)
+        if handler is None:
+            raise UsageError(f"unknown %vman command {command!r}\n{_VMAN_HELP}")
+        self._sync_config()
+        try:
+            return handler(rest)
+        except (ConfigurationError, ValidationError) as exc:
+            raise UsageError(str(exc)) from None
+        except VmanError as exc:
+            _shorten(exc, f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _vman_help(self, rest: str) -> None:
+        print(_VMAN_HELP)
+
+    def _vman_config(self, rest: str) -> None:
+        print("\n".join(_config.resolve().describe()))
+
+    def _vman_models(self, rest: str) -> None:
+        from ._client import Client
+
+        with Client() as client:
+            current = client.settings.model
+            names = client.models()
+        for name in names:
+            print(("* " if name == current else "  ") + name)
+
+    def _vman_key(self, rest: str) -> None:
+        if rest:
+            raise UsageError("do not type the key into the cell (it would be saved): run %vman key alone")
+        key = getpass.getpass("API key (hidden; kept for this session only): ").strip()
+        if not key:
+            raise UsageError("no key entered; nothing changed")
+        _config.set_session(api_key=key)
+        print("API key set for this session.")
+
+    def _vman_base_url(self, rest: str) -> None:
+        if not rest:
+            raise UsageError("usage: %vman base_url URL, e.g. %vman base_url https://api.example.com/v1")
+        _config.set_session(base_url=rest)
+        print(f"base_url for this session: {_config.normalize_base_url(rest)}")
+
+    def _vman_model(self, rest: str) -> None:
+        if not rest:
+            raise UsageError("usage: %vman model NAME (see %vman models)")
+        _config.set_session(model=rest)
+        print(f"model for this session: {rest}")
+
+    def _vman_demo(self, rest: str) -> None:
+        from ._demo import DEMO_MODEL, demo_base_url
+
+        _config.set_session(base_url=demo_base_url(), model=DEMO_MODEL)
+        print(f"using the offline demo model {DEMO_MODEL} at {demo_base_url()}")
+
+    def _vman_panel(self, rest: str) -> Any:
+        from ._panel import panel
+
+        return panel(prompt=rest) if rest else panel()
+
+
+# --------------------------------------------------------------------------- helpers
+
+_TOKEN = re.compile(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""")
+
+
+def _split_line(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    """Split ``%complete`` flags from the prompt, keeping the prompt exactly as typed.
+
+    Flags are read while tokens look like options; each option that takes a
+    value takes exactly one here (repeat ``--stop`` for several). The first
+    other token, or whatever follows ``--``, starts the prompt.
+    """
+    pos = 0
+    expect_value = False
+    for match in _TOKEN.finditer(line):
+        token = match.group()
+        if expect_value:
+            expect_value = False
+        elif token == "--":
+            return line[: match.start()], line[match.end() :].strip()
+        elif token.startswith("-") and len(token) > 1:
+            name, has_value, _ = token.partition("=")
+            action = parser._option_string_actions.get(name)
+            if action is not None and not has_value:
+                expect_value = action.nargs != 0
+            # unknown options and attached values (-t0.7) go to argparse as typed
+        else:
+            return line[: match.start()], line[match.start() :].strip()
+        pos = match.end()
+    return line[:pos], ""
+
+
+def _parse_flags(parser: Any, line: str) -> argparse.Namespace:
+    """Parse flags with shell quoting, so ``--stop '\\n'`` and ``--logit-bias '{...}'`` arrive unquoted.
+
+    (IPython's ``parse_argstring`` keeps the quotes in the values.)
+    """
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the flags: {exc} (check the quotes)") from None
+    return parser.parse_args(argv)  # type: ignore[no-any-return]
+
+
+def _shorten(exc: BaseException, message: str) -> None:
+    """Make IPython show ``message`` instead of a traceback through the magic."""
+    exc._render_traceback_ = lambda: [message]  # type: ignore[attr-defined]
+
+
+def _tokens(completion: Completion) -> str:
+    if completion.usage is not None:
+        return f"{completion.usage.completion_tokens} tokens"
+    chars = sum(len(t) for t in completion.texts)
+    return f"{chars} characters"
+
+
+def _print_dry_run(request: CompletionRequest, base_url: str, rendered: Any) -> None:
+    print("prompt:")
+    print(request.prompt if isinstance(request.prompt, str) else json.dumps(request.prompt, ensure_ascii=False))
+    if rendered is not None and rendered.names:
+        print("substituted: " + ", ".join("{" + n + "}" for n in rendered.names))
+    if rendered is not None and rendered.unresolved:
+        print(
+            "kept literally (no such variable): "
+            + ", ".join("{" + n + "}" for n in rendered.unresolved)
+            + "; define it, or write {{ }} to make the braces explicit"
+        )
+    print(f"\nPOST {base_url}/completions")
+    print(json.dumps(request.to_body(), ensure_ascii=False, indent=2))
+
+
+def _show_demo_notice() -> None:
+    global _demo_notice_shown
+    if not _demo_notice_shown:
+        from ._demo import demo_notice
+
+        _demo_notice_shown = True
+        print(demo_notice(), file=sys.stdout)
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """Register the magics (``%load_ext vman_magic``); loading twice is harmless."""
+    if "VmanMagic" not in ip.magics_manager.registry:
+        ip.register_magics(VmanMagic(shell=ip))  # type: ignore[no-untyped-call]
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """Remove the magics and their configurable again."""
+    magics = ip.magics_manager.registry.pop("VmanMagic", None)
+    if magics is None:
+        return
+    for kind, table in magics.magics.items():
+        for name in table:
+            ip.magics_manager.magics[kind].pop(name, None)
+    if magics in ip.configurables:
+        ip.configurables.remove(magics)
