@@ -1,0 +1,105 @@
+"""Progress for batches: a tqdm bar fed with immutable :class:`Tally` snapshots.
+
+``tqdm.auto`` picks the notebook widget bar inside a kernel and a text bar on
+a terminal, both with an ETA, so there is nothing to hand-write here (tqdm is
+a declared dependency).
+
+The bar is fed snapshots, never live results: ``complete_many`` runs its event
+loop in a worker thread while everything that reaches the notebook is drawn
+from the thread that runs the cell, so output lands in the right cell and the
+bar's widgets are touched from one thread only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["NullProgress", "Progress", "Tally", "TqdmProgress", "make_progress", "summary_line"]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Counts of a running batch at one moment (immutable, so threads can share it)."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Items that ended, well or not."""
+        return self.done + self.failed
+
+
+class Progress(Protocol):
+    """What a batch needs from a progress view."""
+
+    def update(self, tally: Tally) -> None: ...
+
+    def close(self, tally: Tally) -> None: ...
+
+
+class NullProgress:
+    """``progress=False``: draws nothing."""
+
+    def update(self, tally: Tally) -> None:
+        pass
+
+    def close(self, tally: Tally) -> None:
+        pass
+
+
+def summary_line(tally: Tally, elapsed: float | None = None) -> str:
+    """One line for the end of a batch: counts, tokens, retries, time.
+
+    >>> summary_line(Tally(total=3, done=2, failed=1, prompt_tokens=9, completion_tokens=30))
+    '3 prompts: 2 done, 1 failed; tokens 9 prompt + 30 completion = 39'
+    """
+    parts = [f"{tally.total} prompt{'s' if tally.total != 1 else ''}: {tally.done} done"]
+    if tally.failed:
+        parts.append(f"{tally.failed} failed")
+    unfinished = tally.total - tally.finished
+    if unfinished:
+        parts.append(f"{unfinished} not finished")
+    line = ", ".join(parts)
+    tokens = tally.prompt_tokens + tally.completion_tokens
+    line += f"; tokens {tally.prompt_tokens:,} prompt + {tally.completion_tokens:,} completion = {tokens:,}"
+    if tally.retries:
+        line += f"; {tally.retries} retr{'ies' if tally.retries != 1 else 'y'}"
+    if elapsed is not None:
+        line += f"; {elapsed:.1f} s"
+    return line
+
+
+class TqdmProgress:
+    """A ``tqdm.auto`` bar with failed/tokens in its postfix and one summary line at the end."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit="prompt", dynamic_ncols=True)
+        self._started = time.perf_counter()
+
+    def update(self, tally: Tally) -> None:
+        bar = self._bar
+        if tally.finished != bar.n:
+            tokens = tally.prompt_tokens + tally.completion_tokens
+            bar.set_postfix(failed=tally.failed, tokens=f"{tokens:,}", refresh=False)
+            bar.update(tally.finished - bar.n)
+
+    def close(self, tally: Tally) -> None:
+        self.update(tally)
+        self._bar.close()
+        print(summary_line(tally, time.perf_counter() - self._started))
+
+
+def make_progress(enabled: bool, total: int, desc: str = "completions") -> Progress:
+    """A tqdm bar, or a silent view for ``progress=False`` and empty batches."""
+    if not enabled or total == 0:
+        return NullProgress()
+    return TqdmProgress(total, desc)

@@ -1,0 +1,339 @@
+"""Parameter sweeps for teaching: one prompt, every combination of some settings.
+
+``run_sweep("Once upon a time", {"temperature": [0, 0.7, 1.4]}, seed=1)``
+runs the prompt once per combination (through the batch machinery, so with
+one connection pool, bounded concurrency and the shared rate-limit gate),
+shows the outputs side by side while they stream in, labelled by setting, and
+returns a :class:`SweepResult` with a tidy table (one row per setting and
+choice) and the completions.
+
+In a kernel the grid is one display handle redrawn at most every
+``REFRESH_INTERVAL`` with escaped HTML; in a terminal or script a text table
+is printed once at the end. ``%%complete --sweep temperature=0,0.7,1.4`` is
+parsed by :func:`parse_sweep`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._batch import BatchInterrupted, BatchResult, Run, Watcher, prepare, run_sync
+from ._errors import ValidationError
+from ._models import Completion, CompletionRequest, Prompt
+from ._params import PARAMS, PARAMS_BY_NAME
+
+__all__ = ["SweepResult", "parse_sweep", "run_sweep"]
+
+#: Parameter kinds a sweep can vary (the structured ones make no sense on a grid axis).
+SWEEPABLE = ("int", "float", "bool", "str")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_sweep(specs: Sequence[str]) -> dict[str, list[Any]]:
+    """Parse ``["temperature=0,0.7,1.4", "top-p=0.5,1"]`` into ``{"temperature": [0.0, 0.7, 1.4], ...}``.
+
+    Names may use ``-`` or ``_``; every value is converted to the parameter's
+    type and checked against its allowed range, so a typo fails here with a
+    message that says what to change, before anything is sent.
+    """
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        name, sep, raw = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise ValidationError(f"--sweep {spec!r}: write NAME=V1,V2,... e.g. temperature=0,0.7,1.4", param="sweep")
+        check_name(name)
+        if name in grid:
+            raise ValidationError(
+                f"--sweep names {name} twice: give all its values once, e.g. {name}=A,B,C", param=name
+            )
+        values = [v.strip() for v in raw.split(",")]
+        if not raw.strip() or any(v == "" for v in values):
+            raise ValidationError(
+                f"--sweep {name}: empty value in {raw!r}; list values separated by commas", param=name
+            )
+        grid[name] = [_convert(name, v) for v in values]
+    return grid
+
+
+def check_name(name: str) -> None:
+    """Raise unless ``name`` is an API parameter a sweep can vary."""
+    spec = PARAMS_BY_NAME.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, [p.name for p in PARAMS], n=1)
+        hint = f"did you mean {close[0]}?" if close else "sweepable: " + ", ".join(_sweepable())
+        raise ValidationError(f"cannot sweep {name!r}: not a Completions parameter; {hint}", param=name)
+    if spec.kind not in SWEEPABLE:
+        raise ValidationError(
+            f"cannot sweep {name}: it is not a single number, flag or string; sweepable: {', '.join(_sweepable())}",
+            param=name,
+        )
+
+
+def _sweepable() -> list[str]:
+    return [p.name for p in PARAMS if p.kind in SWEEPABLE]
+
+
+def _convert(name: str, raw: str) -> Any:
+    kind = PARAMS_BY_NAME[name].kind
+    value: Any = raw
+    try:
+        if kind == "int":
+            value = int(raw)
+        elif kind == "float":
+            value = float(raw)
+    except ValueError:
+        raise ValidationError(
+            f"--sweep {name}: {raw!r} is not {'an integer' if kind == 'int' else 'a number'}", param=name
+        ) from None
+    if kind == "bool":
+        if raw.lower() not in _TRUE | _FALSE:
+            raise ValidationError(f"--sweep {name}: {raw!r} is not true or false", param=name)
+        value = raw.lower() in _TRUE
+    _check_value(name, value)
+    return value
+
+
+def _check_value(name: str, value: Any) -> None:
+    """Validate one value with the request's own rules, so the messages are the same."""
+    try:
+        CompletionRequest.build("sweep", "sweep", stream=False, **{name: value})
+    except ValidationError as exc:
+        raise ValidationError(f"--sweep {name}={value!r}: {exc.message}", param=name) from None
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class SweepResult:
+    """What a sweep returns: ``settings[i]`` produced ``completions[i]``.
+
+    ``table`` is tidy: one row per setting and choice, with a column per swept
+    parameter and ``choice``, ``text``, ``finish_reason``, ``tokens`` (the
+    completion tokens the server reported for that setting: with ``n > 1``
+    the total of its choices) and ``error``. A pandas DataFrame when pandas
+    is installed, else a list of dicts.
+    """
+
+    settings: list[dict[str, Any]]
+    completions: BatchResult
+    table: Any
+
+    def __repr__(self) -> str:
+        return f"<SweepResult {len(self.settings)} settings; .table, .completions, .settings>"
+
+
+def run_sweep(
+    prompt: Prompt,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    n: int = 1,
+    show: bool = True,
+    concurrency: int = 8,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: Any = None,
+    max_retries: int | None = None,
+    **params: Any,
+) -> SweepResult:
+    """Run ``prompt`` for every combination in ``grid``; show them side by side; return a table.
+
+    ``params`` are the API parameters shared by every run (``max_tokens=``,
+    ``seed=`` makes the sweep repeatable). Streams by default so the grid
+    fills in live; pass ``stream=False`` for ``best_of``. ``show=False``
+    draws nothing. An interrupt raises
+    :class:`~vman_magic._batch.BatchInterrupted` whose ``.partial`` is the
+    :class:`SweepResult` so far.
+    """
+    if not grid:
+        raise ValidationError(
+            "the sweep grid is empty: give at least one parameter and its values, e.g. {'temperature': [0, 0.7, 1.4]}",
+            param="sweep",
+        )
+    for name, values in grid.items():
+        check_name(name)
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ValidationError(f"sweep values of {name} must be a non-empty list, got {values!r}", param=name)
+        if name in params or (name == "n" and n != 1):
+            raise ValidationError(f"{name} is both swept and given as an argument: drop one of them", param=name)
+    names = list(grid)
+    settings = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in names))]
+    shared = {"stream": True, **params}
+    if "n" not in grid:
+        shared["n"] = n
+    jobs = [(prompt, {**shared, **setting}) for setting in settings]
+    run, client_args = prepare(
+        jobs,
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        timeout=timeout,
+        max_retries=max_retries,
+        concurrency=concurrency,
+    )
+    try:
+        completions = run_sync(run, client_args, _view(settings, show))
+    except BatchInterrupted as interrupt:
+        partial = SweepResult(settings, interrupt.partial, tidy(settings, interrupt.partial))
+        raise BatchInterrupted(interrupt.args[0].replace("prompts", "settings"), partial) from None
+    return SweepResult(settings, completions, tidy(settings, completions))
+
+
+def tidy(settings: Sequence[Mapping[str, Any]], completions: Sequence[Completion]) -> Any:
+    """One row per setting and choice: a DataFrame when pandas is installed, else a list of dicts."""
+    rows: list[dict[str, Any]] = []
+    for setting, c in zip(settings, completions, strict=True):
+        common = {
+            "tokens": c.usage.completion_tokens if c.usage is not None else None,
+            "error": None if c.error is None else f"{type(c.error).__name__}: {c.error}",
+        }
+        if not c.choices:  # failed before any text: one row, so the setting is not silently missing
+            rows.append({**setting, "choice": 0, "text": "", "finish_reason": None, **common})
+        for choice in c.choices:
+            rows.append(
+                {
+                    **setting,
+                    "choice": choice.index,
+                    "text": choice.text,
+                    "finish_reason": choice.finish_reason,
+                    **common,
+                }
+            )
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows)
+
+
+def label(setting: Mapping[str, Any]) -> str:
+    """``temperature=0.7 top_p=1`` for a grid cell's heading."""
+    return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in setting.items())
+
+
+# --------------------------------------------------------------------------- views
+
+_Cell = tuple[str, tuple[str, ...], str]  # label, texts of the choices, status
+_Snapshot = tuple[_Cell, ...]
+
+
+def _cells(settings: Sequence[Mapping[str, Any]], run: Run) -> _Snapshot:
+    cells: list[_Cell] = []
+    for index, setting in enumerate(settings):
+        c = run.current(index)
+        if c is None:
+            cells.append((label(setting), (), "waiting"))
+            continue
+        settled = run.slots[index] is not None
+        status = "running"
+        if c.error is not None:
+            status = f"error: {type(c.error).__name__}: {c.error}"
+        elif settled:
+            status = ", ".join(str(ch.finish_reason) for ch in c.choices) or "done"
+        cells.append((label(setting), tuple(c.texts), status))
+    return tuple(cells)
+
+
+class GridView:
+    """The live side-by-side grid in a kernel: one display handle, redrawn only when changed."""
+
+    def __init__(self, settings: Sequence[Mapping[str, Any]]) -> None:
+        from IPython.display import display
+
+        self._settings = settings
+        self._version = -1
+        self._cache: _Snapshot = tuple((label(s), (), "waiting") for s in settings)
+        self._shown: _Snapshot | None = None
+        self._handle = display(_bundle(self._cache), raw=True, display_id=True)  # type: ignore[no-untyped-call]
+
+    def snapshot(self, run: Run) -> _Snapshot:
+        if run.version != self._version:  # runs on the batch loop: reads only, no text joins elsewhere
+            self._version = run.version
+            self._cache = _cells(self._settings, run)
+        return self._cache
+
+    def render(self, snap: _Snapshot) -> None:
+        if snap is not self._shown:
+            self._shown = snap
+            self._handle.update(_bundle(snap), raw=True)
+
+    def close(self, snap: _Snapshot) -> None:
+        self.render(snap)
+
+
+class TextView:
+    """Terminals and scripts: nothing while running, one text table at the end."""
+
+    def __init__(self, settings: Sequence[Mapping[str, Any]]) -> None:
+        self._settings = settings
+
+    def snapshot(self, run: Run) -> _Snapshot:
+        return _cells(self._settings, run)
+
+    def render(self, snap: _Snapshot) -> None:
+        pass
+
+    def close(self, snap: _Snapshot) -> None:
+        print(text_table(snap))
+
+
+class _SilentView:
+    def snapshot(self, run: Run) -> None:
+        return None
+
+    def render(self, snap: None) -> None:
+        pass
+
+    def close(self, snap: None) -> None:
+        pass
+
+
+def _view(settings: Sequence[Mapping[str, Any]], show: bool) -> Watcher[Any]:
+    if not show:
+        return _SilentView()
+    from ._display import in_kernel
+
+    return GridView(settings) if in_kernel() else TextView(settings)
+
+
+def text_table(snap: _Snapshot, width: int = 72) -> str:
+    """Plain-text grid: one block per setting, one line per choice."""
+    lines: list[str] = []
+    for heading, texts, status in snap:
+        lines.append(f"== {heading} [{status}]")
+        for j, text in enumerate(texts or ("",)):
+            flat = text.replace("\n", "⏎ ")
+            flat = flat if len(flat) <= width else flat[: width - 1] + "…"
+            lines.append(f"   {j}: {flat}" if len(texts) > 1 else f"   {flat}")
+    return "\n".join(lines)
+
+
+def _bundle(snap: _Snapshot) -> dict[str, str]:
+    cards = []
+    for heading, texts, status in snap:
+        body = "".join(
+            f'<pre style="white-space:pre-wrap;margin:0 0 .4em 0;font-size:12px">{html.escape(t)}</pre>' for t in texts
+        )
+        cards.append(
+            '<div style="border:1px solid #ccc;border-radius:4px;padding:.4em">'
+            f'<div style="font-weight:bold;font-family:monospace">{html.escape(heading)}</div>'
+            f"{body}"
+            f'<div style="color:#777;font-size:11px">{html.escape(status)}</div></div>'
+        )
+    grid = (
+        '<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:.5em">'
+        + "".join(cards)
+        + "</div>"
+    )
+    return {"text/html": grid, "text/plain": text_table(snap)}
