@@ -6,6 +6,9 @@ that module.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -14,3 +17,12 @@ from IPython.core.interactiveshell import InteractiveShell
 def shell() -> InteractiveShell:
     """The process-wide IPython shell (what ``get_ipython()`` returns), as in a terminal."""
     return InteractiveShell.instance()
+
+
+@pytest.fixture(scope="session")
+def demo_server() -> Iterator[Any]:
+    """The package's own demo server on 127.0.0.1 with an ephemeral port, shared by the session."""
+    from vman_magic.testing import serve
+
+    with serve() as server:
+        yield server
