@@ -20,13 +20,20 @@ def p():
 
 def test_setting_widgets_changes_params(p) -> None:
     """Moving a slider, typing a seed or adding a stop tag shows up in params."""
-    assert p.params == {"stream": True}
+    assert p.params == {"max_tokens": 16, "stream": True}  # max_tokens is always sent
     p.controls.widgets["temperature"].value = 0.3
     p.controls.widgets["seed"].value = "42"
     p.controls.widgets["stop"].value = ["\\n", "END"]
     p.controls.widgets["logprobs"].value = "2"
     p.stream.value = False
-    assert p.params == {"temperature": 0.3, "seed": 42, "stop": ["\n", "END"], "logprobs": 2, "stream": False}
+    assert p.params == {
+        "temperature": 0.3,
+        "max_tokens": 16,
+        "seed": 42,
+        "stop": ["\n", "END"],
+        "logprobs": 2,
+        "stream": False,
+    }
 
 
 def test_initial_values_come_from_panel_arguments() -> None:

@@ -77,7 +77,8 @@ class Panel(w.VBox):  # type: ignore[misc]
     """The Playground widget; see the module docstring for how runs are scheduled.
 
     Programmatic control mirrors the buttons: :attr:`params`, :meth:`run`,
-    :meth:`stop`, :attr:`result`, :attr:`request`, :attr:`code`.
+    :meth:`stop`, :attr:`result` (the last run), :attr:`current` (the result
+    growing during a run), :attr:`request`, :attr:`code`.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class Panel(w.VBox):  # type: ignore[misc]
         self._shell = shell
         self._extra = {k: v for k, v in params.items() if k not in WIDGET_PARAMS and k != "stream"}
         self.result: Completion | None = None
+        self.current: Completion | None = None  # the result being built while a run streams
         self._request: CompletionRequest | None = None
         self._task: asyncio.Task[Completion] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,12 +183,21 @@ class Panel(w.VBox):  # type: ignore[misc]
         return self._task is not None and not self._task.done()
 
     @property
+    def magic_code(self) -> str:
+        """The ``%%complete`` cell that sends what Run would send now."""
+        return magic_cell(self.request, self.prompt.value, var=self.var.value, base_url=self._base_url_flag())
+
+    @property
     def code(self) -> str:
-        """A ``%%complete`` cell and a ``complete(...)`` call reproducing the current settings."""
+        """:attr:`magic_code` and the equivalent ``complete(...)`` call, as shown by "Copy as code"."""
         request = self.request
-        return magic_cell(request, self.prompt.value, var=self.var.value, base_url=self._base_url_flag()) + (
-            "\n\n# or, from Python:\n" + python_call(request, base_url=self._base_url_flag())
-        )
+        notes = []
+        if self.prompt.value.endswith("\n"):
+            notes.append("# note: %%complete drops trailing newlines of the prompt; the call below keeps them\n")
+        if self._connection["api_key"] is not None:
+            notes.append("# note: the API key is not copied; set it with %vman key or VMAN_API_KEY\n")
+        python = python_call(request, base_url=self._base_url_flag())
+        return f"{self.magic_code}\n\n# or, from Python:\n{''.join(notes)}{python}"
 
     def _prompt_text(self) -> str:
         shell = self._get_shell()
@@ -282,6 +293,9 @@ class Panel(w.VBox):  # type: ignore[misc]
             return
         task = loop.create_task(self._execute(request))
         task.add_done_callback(self._report_task)
+        with self._lock:  # running at once, so Stop works even before the task starts
+            self._task, self._loop = task, loop
+        self.stop_button.disabled = False
 
     def _run_reporting_errors(self) -> None:
         with contextlib.suppress(VmanError):  # already shown in the status line; a click has no cell to fail
@@ -290,20 +304,25 @@ class Panel(w.VBox):  # type: ignore[misc]
     def _report_task(self, task: asyncio.Task[Completion]) -> None:
         if not task.cancelled():
             task.exception()  # retrieved: the error is already shown in the status line
+        elif self._task is task:  # stopped before it started: _execute never ran its cleanup
+            self._set_running(False)
 
     async def _execute(self, request: CompletionRequest) -> Completion:
         """One run, on whichever loop is current: the primitive behind Run and ``run()``."""
+        this = asyncio.current_task()
         with self._lock:
-            if self.running:
+            if self.running and self._task is not this:
                 raise RuntimeError("a run is already in progress: call stop() first or wait for it")
-            self._task = asyncio.current_task()
+            self._task = this
             self._loop = asyncio.get_running_loop()
             self._stop_requested = False
         self._request = request
         self._set_running(True)
-        self.output.clear_output()
+        if in_kernel():  # outside a kernel there is no output area, only a terminal to garble
+            self.output.clear_output()
         view = LiveView(request)
         builder = CompletionBuilder(request)
+        self.current = builder.completion
         self._in_output(view.start)
         result: Completion | None = None
         try:
@@ -328,6 +347,7 @@ class Panel(w.VBox):  # type: ignore[misc]
             final = result if result is not None else builder.completion
             self._in_output(view.finish, final)
             self._store(final)
+            self.current = None
             self._set_running(False)
         return result
 
@@ -425,8 +445,7 @@ class Panel(w.VBox):  # type: ignore[misc]
         shell = self._get_shell()
         if shell is None:
             raise RuntimeError("inserting a cell needs IPython; copy p.code instead")
-        request = self.request
-        shell.set_next_input(magic_cell(request, self.prompt.value, var=self.var.value, base_url=self._base_url_flag()))
+        shell.set_next_input(self.magic_code)
         self.status.value = message_html("the new cell appears below the next cell you run", error=False)
 
     # -- display without a front end -------------------------------------

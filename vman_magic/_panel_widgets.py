@@ -8,7 +8,9 @@ combination is valid is left to :class:`~vman_magic.CompletionRequest`, whose
 widget's message line to fill.
 
 A parameter left at the API's documented default is not sent, so the server's
-default applies and "Copy as code" stays short. That code (:func:`magic_cell`,
+default applies and "Copy as code" stays short. ``max_tokens`` is the
+exception: it is always sent, because it decides what a run costs and the
+magic may fill in its own default (``%config VmanMagic.default_max_tokens``). That code (:func:`magic_cell`,
 :func:`python_call`) is generated from the validated request, never from the
 widgets' strings, so it sends exactly what Run sends.
 """
@@ -139,7 +141,7 @@ class ParamControls:
         out: dict[str, Any] = {}
         for name in (*SLIDERS, *_INTS):
             value = self.widgets[name].value
-            if value != PARAMS_BY_NAME[name].default:
+            if value != PARAMS_BY_NAME[name].default or name == "max_tokens":
                 out[name] = round(value, 4) if isinstance(value, float) else value
         logprobs = self.widgets["logprobs"].value
         if logprobs != _LOGPROBS_OFF:
@@ -211,9 +213,11 @@ def magic_cell(request: CompletionRequest, body: str, *, var: str, base_url: str
             continue  # what a streamed request asks for anyway
         if isinstance(value, bool):
             parts.append(flag if value else f"--no-{flag[2:]}")
-        elif name == "stop" and not isinstance(value, str):
-            for stop in value:
-                parts += [flag, _flag_value(stop)]
+        elif name == "stop":
+            for stop in [value] if isinstance(value, str) else value:
+                # "--stop=-x": a value starting with "-" must not look like a flag
+                quoted = _flag_value(stop)
+                parts.append(f"{flag}={quoted}" if stop.startswith("-") else f"{flag} {quoted}")
         else:
             parts += [flag, _flag_value(value)]
     return " ".join(parts) + "\n" + body
