@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import __version__
-from ._config import Settings, resolve, warn_if_insecure
+from ._config import Secret, Settings, resolve, warn_if_insecure
 from ._errors import (
     APIConnectionError,
     APIResponseError,
@@ -260,7 +260,7 @@ class Client(_BaseClient):
         self,
         *,
         base_url: str | None = None,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         model: str | None = None,
         timeout: Any = None,
         max_retries: int | None = None,
@@ -268,9 +268,19 @@ class Client(_BaseClient):
         retry: RetryPolicy | None = None,
     ) -> None:
         settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
+        self._open(settings, http_client, retry)
+
+    def _open(self, settings: Settings, http_client: httpx.Client | None, retry: RetryPolicy | None) -> None:
         self._setup(settings, retry)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=self._httpx_timeout)
+
+    @classmethod
+    def _from_settings(cls, settings: Settings) -> Client:
+        """A client for already-resolved settings (the pooled clients of ``complete``)."""
+        client = cls.__new__(cls)
+        client._open(settings, None, None)
+        return client
 
     def close(self) -> None:
         """Close the connection pool (not an ``http_client`` that was passed in)."""
@@ -375,7 +385,7 @@ class AsyncClient(_BaseClient):
         self,
         *,
         base_url: str | None = None,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         model: str | None = None,
         timeout: Any = None,
         max_retries: int | None = None,
@@ -383,9 +393,19 @@ class AsyncClient(_BaseClient):
         retry: RetryPolicy | None = None,
     ) -> None:
         settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
+        self._open(settings, http_client, retry)
+
+    def _open(self, settings: Settings, http_client: httpx.AsyncClient | None, retry: RetryPolicy | None) -> None:
         self._setup(settings, retry)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self._httpx_timeout)
+
+    @classmethod
+    def _from_settings(cls, settings: Settings) -> AsyncClient:
+        """A client for already-resolved settings (the pooled clients of ``complete``)."""
+        client = cls.__new__(cls)
+        client._open(settings, None, None)
+        return client
 
     async def aclose(self) -> None:
         """Close the connection pool (not an ``http_client`` that was passed in)."""
@@ -503,28 +523,12 @@ def _pool_key(settings: Settings) -> tuple[Any, ...]:
     return (settings.base_url, settings.api_key, settings.timeout, settings.max_retries)
 
 
-def _settings(
-    base_url: str | None, api_key: str | None, model: str | None, timeout: Any, max_retries: int | None
-) -> Settings:
-    return resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
-
-
-def _shared(cls: type[Any], settings: Settings) -> Any:
-    """A client of ``cls`` built from resolved settings, bypassing a second resolve."""
-    client = cls.__new__(cls)
-    client._setup(settings, None)
-    client._owns_http = True
-    http_cls = httpx.Client if cls is Client else httpx.AsyncClient
-    client._http = http_cls(timeout=client._httpx_timeout)
-    return client
-
-
 def complete(
     prompt: Prompt,
     *,
     model: str | None = None,
     base_url: str | None = None,
-    api_key: str | None = None,
+    api_key: str | Secret | None = None,
     stream: bool = True,
     timeout: Any = None,
     max_retries: int | None = None,
@@ -536,12 +540,12 @@ def complete(
     >>> c = complete("Once upon a time", max_tokens=20)  # doctest: +SKIP
     >>> print(c.text)                                     # doctest: +SKIP
     """
-    settings = _settings(base_url, api_key, model, timeout, max_retries)
+    settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
     key = _pool_key(settings)
     with _lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = _shared(Client, settings)
+            client = _clients[key] = Client._from_settings(settings)
     return client.complete(prompt, model=settings.require_model(), stream=stream, on_update=on_update, **params)
 
 
@@ -550,7 +554,7 @@ async def acomplete(
     *,
     model: str | None = None,
     base_url: str | None = None,
-    api_key: str | None = None,
+    api_key: str | Secret | None = None,
     stream: bool = True,
     timeout: Any = None,
     max_retries: int | None = None,
@@ -558,12 +562,12 @@ async def acomplete(
     **params: Any,
 ) -> Completion:
     """The async twin of :func:`complete`; clients are pooled per event loop, server and key."""
-    settings = _settings(base_url, api_key, model, timeout, max_retries)
+    settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
     key = _pool_key(settings)
     loop = asyncio.get_running_loop()
     with _lock:
         clients = _async_clients.setdefault(loop, {})
         client = clients.get(key)
         if client is None:
-            client = clients[key] = _shared(AsyncClient, settings)
+            client = clients[key] = AsyncClient._from_settings(settings)
     return await client.complete(prompt, model=settings.require_model(), stream=stream, on_update=on_update, **params)
