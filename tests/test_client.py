@@ -252,7 +252,7 @@ def test_connect_error_is_retried_then_reported() -> None:
     with pytest.raises(APIConnectionError, match="check the base URL") as info:
         make_client(server, sleeps=sleeps).complete("hi")
     assert len(server.requests) == 3 and len(sleeps) == 2
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert info.value.__cause__ is None and info.value.__context__ is None
 
 
 def test_stream_that_delivered_text_is_never_retried() -> None:

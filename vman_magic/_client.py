@@ -353,24 +353,27 @@ class Client(_BaseClient):
         self, once: Callable[[_Attempt], T], builder: CompletionBuilder | None, deadline: float | None
     ) -> T:
         tries = 0
-        while True:
-            attempt = _Attempt()
-            try:
+        try:
+            while True:
+                attempt = _Attempt()
                 try:
                     return once(attempt)
                 except httpx.RequestError as exc:
-                    raise self._transport_error(exc, attempt) from None
-            except VmanError as error:
+                    error = self._transport_error(exc, attempt)  # raised below, unchained from httpx
+                except VmanError as exc:
+                    error = exc
                 delay = self._retry_delay(error, attempt, tries, deadline)
                 if delay is None:
                     self._give_up(error, builder)
-                    raise
+                    raise error
                 self.retry.sleep(delay)
                 tries += 1
-            except BaseException as exc:  # Ctrl-C, or a bug in on_update: keep the partial, re-raise
-                if builder is not None:
-                    builder.fail(exc)
-                raise
+        except VmanError:
+            raise
+        except BaseException as exc:  # Ctrl-C, or a bug in on_update: keep the partial, re-raise
+            if builder is not None:
+                builder.fail(exc)
+            raise
 
 
 class AsyncClient(_BaseClient):
@@ -480,24 +483,27 @@ class AsyncClient(_BaseClient):
         self, once: Callable[[_Attempt], Awaitable[T]], builder: CompletionBuilder | None, deadline: float | None
     ) -> T:
         tries = 0
-        while True:
-            attempt = _Attempt()
-            try:
+        try:
+            while True:
+                attempt = _Attempt()
                 try:
                     return await once(attempt)
                 except httpx.RequestError as exc:
-                    raise self._transport_error(exc, attempt) from None
-            except VmanError as error:
+                    error = self._transport_error(exc, attempt)  # raised below, unchained from httpx
+                except VmanError as exc:
+                    error = exc
                 delay = self._retry_delay(error, attempt, tries, deadline)
                 if delay is None:
                     self._give_up(error, builder)
-                    raise
+                    raise error
                 await self.retry.async_sleep(delay)
                 tries += 1
-            except BaseException as exc:  # CancelledError, KeyboardInterrupt, a bug in on_update
-                if builder is not None:
-                    builder.fail(exc)
-                raise
+        except VmanError:
+            raise
+        except BaseException as exc:  # CancelledError, KeyboardInterrupt, a bug in on_update
+            if builder is not None:
+                builder.fail(exc)
+            raise
 
 
 def _model_ids(content: bytes, host: str) -> list[str]:
