@@ -16,6 +16,7 @@ from vman_magic._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     InternalServerError,
     NotFoundError,
     RateLimitError,
@@ -187,6 +188,14 @@ def test_echoed_key_is_scrubbed_from_messages() -> None:
     with pytest.raises(AuthenticationError) as info:
         make_client(server).complete("hi")
     assert KEY not in str(info.value) and "****" in str(info.value)
+
+
+def test_key_with_copy_paste_damage_is_refused_without_echoing_it() -> None:
+    """A key with a non-ASCII character fails before sending, and the message does not show it."""
+    damaged = "sk-’abc-123"
+    with pytest.raises(ConfigurationError, match="API key") as info:
+        make_client(Recorder(httpx.Response(200, json={})), key=damaged)
+    assert damaged not in str(info.value)
 
 
 def test_chat_only_model_gets_a_completions_hint() -> None:

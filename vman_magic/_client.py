@@ -35,6 +35,7 @@ from ._errors import (
     APIConnectionError,
     APIResponseError,
     APITimeoutError,
+    ConfigurationError,
     StreamError,
     VmanError,
     error_fields,
@@ -76,10 +77,13 @@ class _BaseClient:
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
         self._host = urllib.parse.urlsplit(settings.base_url).hostname or settings.base_url
-        key = settings.api_key.reveal() if settings.api_key is not None else None
-        self._key_text = key if key and len(key) >= 4 else None
         headers = httpx.Headers({"User-Agent": USER_AGENT})
-        if key:
+        if settings.api_key is not None:
+            key = settings.api_key.reveal().strip()
+            if not key.isascii() or not key.isprintable() or " " in key:
+                raise ConfigurationError(
+                    "the API key contains spaces or non-ASCII characters (a copy-paste accident?): set it again"
+                )
             headers["Authorization"] = f"Bearer {key}"
         self._headers = headers
         self._stream_headers = httpx.Headers({**headers, "Accept": "text/event-stream"})
@@ -98,7 +102,8 @@ class _BaseClient:
 
     def _scrub(self, text: str) -> str:
         """Server text with our key masked, in case a gateway echoes it back."""
-        return text.replace(self._key_text, "****") if self._key_text else text
+        key = self.settings.api_key.reveal().strip() if self.settings.api_key is not None else ""
+        return text.replace(key, "****") if len(key) >= 4 else text
 
     # -- interpreting answers ---------------------------------------------
     def _status_error(self, response: httpx.Response, content: bytes) -> VmanError:
