@@ -417,7 +417,7 @@ def run_sync(
     :class:`BatchInterrupted` (a ``KeyboardInterrupt``) with the partial result.
     """
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="vman-batch", daemon=True)
+    thread = threading.Thread(target=_serve_loop, args=(loop,), name="vman-batch", daemon=True)
     settled = threading.Event()
     latest: list[Any] = [None]
 
@@ -449,13 +449,21 @@ def run_sync(
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
     watcher.close(watcher.snapshot(run))
     result = run.result()
     if interrupted:
         raise BatchInterrupted(_interrupt_message(result), result)
     return result
+
+
+def _serve_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The batch thread: run ``loop`` until stopped, then close it here (it belongs to this thread)."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def _interrupt_message(result: BatchResult) -> str:
