@@ -450,12 +450,18 @@ class Panel(w.VBox):  # type: ignore[misc]
 
     # -- display without a front end -------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        bundle: dict[str, Any] = {
-            "text/plain": "vman-magic Playground panel: needs a Jupyter front end with ipywidgets; "
-            "use p.params, p.run(), p.stop() and p.result from code"
-        }
+        """The widget view in a kernel; elsewhere (terminal IPython, a script) one line instead.
+
+        The ``text/plain`` line also replaces the widget repr in a kernel, so
+        front ends without ipywidgets (and ``nbconvert`` outputs) show it.
+        """
+        bundle: dict[str, Any] = {}
         if in_kernel():
             bundle.update(super()._repr_mimebundle_(include=include, exclude=exclude) or {})
+        bundle["text/plain"] = (
+            "vman-magic Playground panel: needs a Jupyter front end with ipywidgets; "
+            "use p.params, p.run(), p.stop() and p.result from code"
+        )
         return bundle
 
 
