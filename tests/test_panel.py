@@ -1,0 +1,172 @@
+"""The Playground panel against the real demo server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from vman_magic import ValidationError, VmanError
+from vman_magic._panel import Panel, panel
+
+
+@pytest.fixture
+def server(demo_server: Any) -> Any:
+    return demo_server
+
+
+@pytest.fixture
+def magic_shell(shell: InteractiveShell) -> InteractiveShell:
+    """The session shell with ``%%complete`` registered."""
+    shell.run_line_magic("load_ext", "vman_magic")
+    return shell
+
+
+def _requests(server: Any) -> int:
+    return int(server.stats.completions)
+
+
+def _stop_once_text_arrives(p: Panel) -> threading.Thread:
+    """A thread that waits for the first streamed text, then calls p.stop()."""
+
+    def watch() -> None:
+        while not (p.current is not None and p.current.text):
+            threading.Event().wait(0.01)
+        p.stop()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_model_list_is_filled_from_the_server(server: Any) -> None:
+    """The model box offers the ids of GET /v1/models and shows no error."""
+    p = panel(base_url=server.base_url)
+    assert "vman-demo" in p.model.options
+    assert p.model.value == "vman-demo"
+    assert p.model_message.value == ""
+
+
+def test_run_streams_and_stores_the_result(server: Any) -> None:
+    """run() sends the panel's request, blocks until done and keeps the Completion."""
+    p = panel(base_url=server.base_url, model="vman-demo", prompt="Once upon a time", max_tokens=8, seed=3)
+    c = p.run()
+    assert p.result is c and not c.incomplete
+    assert c.text and c.finish_reason in ("length", "stop")
+    assert c.request is not None and c.request.to_body()["max_tokens"] == 8
+    assert not p.run_button.disabled and p.stop_button.disabled
+
+
+def test_run_stores_into_the_user_namespace(server: Any, shell: InteractiveShell) -> None:
+    """With an IPython shell the result lands in the chosen name and in _completion, after templating."""
+    shell.user_ns["who"] = "a dragon"
+    p = panel(base_url=server.base_url, model="vman-demo", prompt="There was {who}", var="story", shell=shell)
+    c = p.run()
+    assert shell.user_ns["story"] is c and shell.user_ns["_completion"] is c
+    assert c.request is not None and c.request.prompt == "There was a dragon"
+
+
+def test_stop_from_another_thread_keeps_partial_text(server: Any) -> None:
+    """stop() during a slow stream makes run() return the text so far, flagged incomplete."""
+    p = panel(base_url=server.url(tps=20), model="vman-demo", prompt="Once", max_tokens=400)
+    watcher = _stop_once_text_arrives(p)
+    c = p.run()
+    watcher.join()
+    assert c.incomplete and c.text
+    assert c.finish_reason is None
+    assert "stopped" in p.status.value
+
+
+def test_run_button_on_a_running_loop_does_not_block(server: Any) -> None:
+    """Clicking Run schedules a task and returns; clicking Stop cancels it and keeps the text."""
+
+    async def scenario() -> Any:
+        p = panel(base_url=server.url(tps=20), model="vman-demo", prompt="Once", max_tokens=400)
+        p.run_button.click()
+        assert p.running and p.run_button.disabled and not p.stop_button.disabled
+        while not (p.current is not None and p.current.text):
+            await asyncio.sleep(0.01)
+        p.stop_button.click()
+        while p.running:
+            await asyncio.sleep(0.01)
+        return p.result
+
+    c = asyncio.run(scenario())
+    assert c.incomplete and c.text
+
+
+def test_run_from_inside_a_running_loop_blocks_and_returns(server: Any) -> None:
+    """run() called where a loop already runs (a notebook cell) still returns the result."""
+
+    async def cell() -> Any:
+        return panel(base_url=server.base_url, model="vman-demo", prompt="Hi", max_tokens=4).run()
+
+    c = asyncio.run(cell())
+    assert c.text and not c.incomplete
+
+
+def test_invalid_settings_send_nothing(server: Any) -> None:
+    """best_of with streaming disables Run, and run() raises without a request reaching the server."""
+    p = panel(base_url=server.base_url, model="vman-demo", prompt="Hi", best_of=3)
+    before = _requests(server)
+    assert p.run_button.disabled and "best_of" in p.controls.messages["best_of"].value
+    p.run_button.click()
+    with pytest.raises(ValidationError, match="best_of"):
+        p.run()
+    assert _requests(server) == before
+
+
+def test_server_error_is_raised_and_shown(server: Any) -> None:
+    """A stream that breaks raises the client's error, shows it in the status line and keeps the partial text."""
+    p = panel(base_url=server.url(fault="drop_mid_stream"), model="vman-demo", prompt="Hi", max_tokens=40)
+    with pytest.raises(VmanError):
+        p.run()
+    assert p.result is not None and p.result.incomplete and p.result.text
+    assert "Error" in p.status.value and not p.running
+
+
+def test_n_choices_and_probabilities(server: Any) -> None:
+    """n=2 with logprobs gives two choices, and the heatmap has one token element per token."""
+    p = panel(base_url=server.base_url, model="vman-demo", prompt="Once", max_tokens=6, n=2, logprobs=2)
+    c = p.run()
+    assert len(c.choices) == 2
+    p.show_probabilities.value = True
+    tokens = sum(len(ch.logprobs.tokens) for ch in c.choices if ch.logprobs)
+    assert tokens > 0 and p.heatmap.value.count('class="vman-token"') == tokens
+
+
+def test_copy_as_code_round_trips_through_the_magic(server: Any, magic_shell: InteractiveShell) -> None:
+    """The generated %%complete cell sends the same body as the panel and, with a seed, the same text."""
+    shell = magic_shell
+    shell.user_ns["animal"] = "cat"
+    p = panel(
+        base_url=server.base_url,
+        model="vman-demo",
+        prompt="The {animal} said",
+        shell=shell,
+        var="from_panel",
+        seed=11,
+        temperature=0.8,
+        max_tokens=12,
+        stop=["\n", "-x"],
+    )
+    c = p.run()
+    result = shell.run_cell(p.magic_code)
+    result.raise_error()
+    again = shell.user_ns["from_panel"]
+    assert again is not c and again.request.to_body() == c.request.to_body()
+    assert again.text == c.text
+
+
+def test_python_code_round_trips(server: Any, shell: InteractiveShell) -> None:
+    """The generated complete(...) call sends the same body as the panel."""
+    p = panel(base_url=server.base_url, model="vman-demo", prompt="Hi", seed=2, max_tokens=5, shell=shell)
+    c = p.run()
+    python = p.code.split("# or, from Python:\n", 1)[1]
+    namespace: dict[str, Any] = {}
+    exec(python, namespace)
+    assert namespace["completion"].request.to_body() == c.request.to_body()
+    assert namespace["completion"].text == c.text

@@ -1,0 +1,96 @@
+"""The panel in a real ipykernel: Run does not block the kernel, and output stays in the panel."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def kernel(demo_server: Any) -> Iterator[BlockingKernelClient]:
+    """One ipykernel that can import vman_magic, with no VMAN/OpenAI settings from outside."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    for name in ("VMAN_API_KEY", "VMAN_MODEL", "VMAN_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        env.pop(name, None)
+    km: KernelManager
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        yield kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run_cell(kc: BlockingKernelClient, code: str, log: list[dict[str, Any]]) -> dict[str, Any]:
+    """Execute ``code``, appending every iopub message (of any parent) to ``log`` until it is idle."""
+    msg_id = kc.execute(code)
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        log.append(msg)
+        if (
+            msg["parent_header"].get("msg_id") == msg_id
+            and msg["msg_type"] == "status"
+            and msg["content"]["execution_state"] == "idle"
+        ):
+            break
+    reply: dict[str, Any] = kc.get_shell_msg(timeout=60)["content"]
+    assert reply["status"] == "ok", reply
+    return reply
+
+
+def test_run_click_leaves_the_kernel_free_and_routes_output_into_the_panel(
+    kernel: BlockingKernelClient, demo_server: Any
+) -> None:
+    """While a slow stream runs, other cells execute; Stop keeps the text; model text goes only to the Output."""
+    kc = kernel
+    log: list[dict[str, Any]] = []
+    url = demo_server.url(tps=20)
+    run_cell(
+        kc,
+        "import asyncio, json, vman_magic\n"
+        f"p = vman_magic.panel(base_url={url!r}, model='vman-demo', prompt='Once', max_tokens=400, var='r')\n"
+        "p.run_button.click()",
+        log,
+    )
+    # the click returned while the stream goes on: this cell runs during it
+    run_cell(kc, "while not (p.current is not None and p.current.text):\n    await asyncio.sleep(0.02)", log)
+    run_cell(kc, "p.stop()\nwhile p.running:\n    await asyncio.sleep(0.02)", log)
+    mark = len(log)
+    run_cell(
+        kc,
+        "print(json.dumps([p.output.model_id, r is p.result, p.result.incomplete, p.result.text]))",
+        log,
+    )
+    (line,) = [m["content"]["text"] for m in log[mark:] if m["msg_type"] == "stream"]
+    output_id, stored, incomplete, text = json.loads(line)
+    assert stored and incomplete and text
+
+    # Every output message must be sent while the panel's Output widget captures its parent.
+    capture: str = ""
+    model_outputs = 0
+    for msg in log[:mark]:
+        content = msg["content"]
+        if msg["msg_type"] == "comm_msg" and content.get("comm_id") == output_id:
+            capture = content["data"].get("state", {}).get("msg_id", capture)
+        elif msg["msg_type"] in ("stream", "display_data"):
+            model_outputs += 1
+            assert capture == msg["parent_header"]["msg_id"], msg
+    assert model_outputs > 0
+
+
+def test_panel_displays_as_a_widget_with_a_one_line_text_fallback(kernel: BlockingKernelClient) -> None:
+    """In a kernel the panel's result is a widget view, and its text/plain is the one-line notice."""
+    log: list[dict[str, Any]] = []
+    run_cell(kernel, "import vman_magic\nvman_magic.panel(base_url='http://127.0.0.1:9/v1', model='m')", log)
+    (result,) = [m["content"]["data"] for m in log if m["msg_type"] == "execute_result"]
+    assert "application/vnd.jupyter.widget-view+json" in result
+    assert result["text/plain"].startswith("vman-magic Playground panel") and "\n" not in result["text/plain"]
