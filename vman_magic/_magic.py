@@ -23,7 +23,7 @@ import re
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
@@ -35,7 +35,10 @@ from ._display import LiveView
 from ._errors import ConfigurationError, ValidationError, VmanError
 from ._models import Completion, CompletionBuilder, CompletionRequest
 from ._params import PARAMS, ParamSpec
-from ._template import render
+from ._template import Rendered, render
+
+if TYPE_CHECKING:
+    from ._client import Client
 
 __all__ = ["VmanMagic", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -135,6 +138,10 @@ class VmanMagic(Magics):
         None, allow_none=True, help="max_tokens when --max-tokens is not given (None: the server's default)."
     ).tag(config=True)
 
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]
+        self._client: Client | None = None
+
     @property
     def _user_ns(self) -> dict[str, Any]:
         assert self.shell is not None, "VmanMagic is registered with a shell"
@@ -169,6 +176,7 @@ class VmanMagic(Magics):
         if not prompt.strip():
             raise UsageError("the prompt is empty: write it in the cell under %%complete, or after the flags")
         self._sync_config()
+        rendered: Rendered | None = None
         if not args.no_template:
             try:
                 rendered = render(prompt, self._user_ns)
@@ -186,45 +194,73 @@ class VmanMagic(Magics):
         except (ValidationError, ConfigurationError) as exc:
             raise UsageError(str(exc)) from None
         if args.dry_run:
-            _print_dry_run(request, settings.base_url, rendered if not args.no_template else None)
+            _print_dry_run(request, settings.base_url, rendered)
             return
         if settings.is_demo:
             _show_demo_notice()
-        completion = self._run(request, args)
+        completion = self._run(request, settings, args.output)
         if args.show_probs:
             from IPython.display import display
 
             display(completion.show_probabilities())  # type: ignore[no-untyped-call]
 
-    def _run(self, request: CompletionRequest, args: argparse.Namespace) -> Completion:
-        """Stream ``request`` into a live view; store the result before any error escapes."""
-        from ._client import Client
+    def _client_for(self, settings: _config.Settings) -> Client:
+        """One connection pool while the settings stay the same (no new TLS handshake per cell)."""
+        if self._client is None or self._client.settings != settings:
+            from ._client import Client
 
+            if self._client is not None:
+                self._client.close()
+            self._client = Client(
+                base_url=settings.base_url,
+                api_key=settings.api_key,
+                model=settings.model,
+                timeout=settings.timeout,
+                max_retries=settings.max_retries,
+            )
+        return self._client
+
+    def close(self) -> None:
+        """Close the pooled connection (on ``%unload_ext``)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _run(self, request: CompletionRequest, settings: _config.Settings, output: str | None) -> Completion:
+        """Stream ``request`` into a live view; store the result before any error escapes."""
         builder = CompletionBuilder(request)
         view = LiveView(request)
+        chunks = 0
+
+        def on_update(completion: Completion) -> None:
+            nonlocal chunks
+            chunks += 1
+            view.update(completion)
+
         view.start()
         try:
-            with Client(base_url=args.base_url, model=request.model, timeout=args.timeout) as client:
-                completion = client.run(request, builder, on_update=view.update)
+            completion = self._client_for(settings).run(request, builder, on_update=on_update)
         except KeyboardInterrupt as exc:
-            completion = self._keep(builder, exc, args.output, view)
-            where = " and ".join(f"`{n}`" for n in (args.output, "_completion") if n)
-            _shorten(exc, f"KeyboardInterrupt: interrupted after {_tokens(completion)}; partial text kept in {where}")
+            completion = self._keep(builder, exc, output, view)
+            where = " and ".join(f"`{n}`" for n in (output, "_completion") if n)
+            _shorten(exc, f"KeyboardInterrupt: interrupted after {chunks} chunks; partial text kept in {where}")
             raise
         except VmanError as exc:
-            completion = self._keep(builder, exc, args.output, view)
+            self._keep(builder, exc, output, view)
             _shorten(exc, f"{type(exc).__name__}: {exc}")
             raise
-        self._store(completion, args.output)
+        self._store(completion, output)
         view.finish(completion)
         return completion
 
     def _keep(self, builder: CompletionBuilder, exc: BaseException, name: str | None, view: LiveView) -> Completion:
+        """Store the partial result; show it only if text arrived (else the error says it all)."""
         completion = builder.completion
         if not completion.incomplete or completion.error is None:
             builder.fail(exc)
         self._store(completion, name)
-        view.finish(completion)
+        if any(completion.texts):
+            view.finish(completion)
         return completion
 
     def _store(self, completion: Completion, name: str | None) -> None:
@@ -268,11 +304,9 @@ class VmanMagic(Magics):
         print("\n".join(_config.resolve().describe()))
 
     def _vman_models(self, rest: str) -> None:
-        from ._client import Client
-
-        with Client() as client:
-            current = client.settings.model
-            names = client.models()
+        settings = _config.resolve()
+        names = self._client_for(settings).models()
+        current = settings.model
         for name in names:
             print(("* " if name == current else "  ") + name)
 
@@ -358,14 +392,7 @@ def _shorten(exc: BaseException, message: str) -> None:
     exc._render_traceback_ = lambda: [message]  # type: ignore[attr-defined]
 
 
-def _tokens(completion: Completion) -> str:
-    if completion.usage is not None:
-        return f"{completion.usage.completion_tokens} tokens"
-    chars = sum(len(t) for t in completion.texts)
-    return f"{chars} characters"
-
-
-def _print_dry_run(request: CompletionRequest, base_url: str, rendered: Any) -> None:
+def _print_dry_run(request: CompletionRequest, base_url: str, rendered: Rendered | None) -> None:
     print("prompt:")
     print(request.prompt if isinstance(request.prompt, str) else json.dumps(request.prompt, ensure_ascii=False))
     if rendered is not None and rendered.names:
@@ -392,7 +419,7 @@ def _show_demo_notice() -> None:
 def load_ipython_extension(ip: Any) -> None:
     """Register the magics (``%load_ext vman_magic``); loading twice is harmless."""
     if "VmanMagic" not in ip.magics_manager.registry:
-        ip.register_magics(VmanMagic(shell=ip))  # type: ignore[no-untyped-call]
+        ip.register_magics(VmanMagic(shell=ip))
 
 
 def unload_ipython_extension(ip: Any) -> None:
@@ -400,6 +427,7 @@ def unload_ipython_extension(ip: Any) -> None:
     magics = ip.magics_manager.registry.pop("VmanMagic", None)
     if magics is None:
         return
+    magics.close()
     for kind, table in magics.magics.items():
         for name in table:
             ip.magics_manager.magics[kind].pop(name, None)
