@@ -336,7 +336,6 @@ async def execute(
     run: Run,
     client_args: dict[str, Any],
     publish: Callable[[], None],
-    on_update: Callable[[int, Completion], None] | None = None,
 ) -> None:
     """Run every item of ``run`` with one client, calling ``publish`` every refresh interval."""
     from ._client import AsyncClient
@@ -348,7 +347,7 @@ async def execute(
     ticker = asyncio.ensure_future(_tick(publish))
     try:
         async with AsyncClient(**args) as client:
-            await _drive(run, client, concurrency, on_update)
+            await _drive(run, client, concurrency)
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -361,12 +360,12 @@ async def _tick(publish: Callable[[], None]) -> None:
         publish()
 
 
-async def _drive(run: Run, client: Any, concurrency: int, on_update: Callable[[int, Completion], None] | None) -> None:
+async def _drive(run: Run, client: Any, concurrency: int) -> None:
     indices = iter(range(run.total))  # shared: each worker takes the next unclaimed index
 
     async def worker() -> None:
         for index in indices:
-            run.settle(index, await _one(run, client, index, on_update))
+            run.settle(index, await _one(run, client, index))
 
     workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, run.total))]
     try:
@@ -377,7 +376,7 @@ async def _drive(run: Run, client: Any, concurrency: int, on_update: Callable[[i
         await asyncio.gather(*workers, return_exceptions=True)
 
 
-async def _one(run: Run, client: Any, index: int, on_update: Callable[[int, Completion], None] | None) -> Completion:
+async def _one(run: Run, client: Any, index: int) -> Completion:
     request = run.requests[index]
     if isinstance(request, ValidationError):
         failed = Completion()
@@ -388,9 +387,7 @@ async def _one(run: Run, client: Any, index: int, on_update: Callable[[int, Comp
     run.live[index] = builder
 
     def updated(completion: Completion) -> None:
-        run.version += 1
-        if on_update is not None:
-            on_update(index, completion)
+        run.version += 1  # tells live views (the sweep grid) that text arrived
 
     try:
         completion: Completion = await client.run(request, builder, on_update=updated)
@@ -403,7 +400,6 @@ def run_sync(
     run: Run,
     client_args: dict[str, Any],
     watcher: Watcher[Any],
-    on_update: Callable[[int, Completion], None] | None = None,
 ) -> BatchResult:
     """Run a batch from synchronous code, in a notebook or a script alike.
 
@@ -426,7 +422,7 @@ def run_sync(
 
     async def body() -> None:
         try:
-            await execute(run, client_args, publish, on_update)
+            await execute(run, client_args, publish)
         finally:
             settled.set()
 
