@@ -1,0 +1,110 @@
+"""``vman-magic``: run the demo server, or the demo, from a terminal.
+
+::
+
+    vman-magic serve [--host 127.0.0.1] [--port 0] [--api-key KEY]
+                     [--tokens-per-second R] [--first-token-ms T]
+    vman-magic demo [...]          # vman_magic._demo_cli
+    vman-magic --version
+
+``serve`` prints exactly one line, ``serving http://HOST:PORT/v1``, once the
+socket listens (scripts wait for it), and runs until Ctrl-C or SIGTERM. The
+key can come from ``VMAN_SERVER_API_KEY`` so it need not appear in ``ps``
+output or shell history; it is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from . import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vman-magic", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"vman-magic {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the offline demo model as an OpenAI-compatible server")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default: 0)")
+    serve.add_argument(
+        "--api-key",
+        default=None,
+        help="require 'Authorization: Bearer KEY' (default: $VMAN_SERVER_API_KEY, else no key)",
+    )
+    serve.add_argument("--tokens-per-second", type=_positive, default=None, metavar="R", help="throttle streams")
+    serve.add_argument("--first-token-ms", type=_non_negative, default=None, metavar="T", help="delay the first token")
+    commands.add_parser("demo", help="run the guided demo (vman_magic._demo_cli)", add_help=False)
+    return parser
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vman-magic`` console script; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["demo"]:
+        return _demo(args_list[1:])
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    if args.command == "serve":
+        return _serve(args)
+    parser.print_help()
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import start_server
+
+    api_key = args.api_key or os.environ.get("VMAN_SERVER_API_KEY") or None
+    try:
+        server = start_server(args.host, args.port, api_key, args.tokens_per_second, args.first_token_ms)
+    except OSError as exc:
+        print(f"vman-magic: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"serving {server.base_url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    return 0
+
+
+def _demo(args: list[str]) -> int:
+    try:
+        demo = importlib.import_module("vman_magic._demo_cli")
+    except ModuleNotFoundError as exc:
+        if exc.name != "vman_magic._demo_cli":
+            raise
+        print("vman-magic demo: this installation has no vman_magic._demo_cli module", file=sys.stderr)
+        return 1
+    result = demo.main(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
