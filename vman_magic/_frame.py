@@ -86,7 +86,8 @@ def _with_results(df: pd.DataFrame, results: BatchResult, out: str, inplace: boo
     frame[f"{out}_tokens"] = pd.array(
         [c.usage.completion_tokens if c.usage is not None else None for c in results], dtype="Int64"
     )
-    frame[f"{out}_error"] = [None if c.error is None else f"{type(c.error).__name__}: {c.error}" for c in results]
+    errors = [None if c.error is None else f"{type(c.error).__name__}: {c.error}" for c in results]
+    frame[f"{out}_error"] = pd.Series(errors, index=frame.index, dtype=object)  # None, not NaN, when fine
     return frame
 
 
