@@ -530,6 +530,10 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[
 )
 
 
+def _mask(api_key: str | Secret | None) -> Secret | None:
+    return Secret(api_key) if isinstance(api_key, str) and api_key else api_key or None
+
+
 def _pool_key(settings: Settings) -> tuple[Any, ...]:
     return (settings.base_url, settings.api_key, settings.timeout, settings.max_retries)
 
@@ -551,6 +555,7 @@ def complete(
     >>> c = complete("Once upon a time", max_tokens=20)  # doctest: +SKIP
     >>> print(c.text)                                     # doctest: +SKIP
     """
+    api_key = _mask(api_key)  # a verbose traceback shows this frame's locals
     settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
     key = _pool_key(settings)
     with _lock:
@@ -573,6 +578,7 @@ async def acomplete(
     **params: Any,
 ) -> Completion:
     """The async twin of :func:`complete`; clients are pooled per event loop, server and key."""
+    api_key = _mask(api_key)  # a verbose traceback shows this frame's locals
     settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
     key = _pool_key(settings)
     loop = asyncio.get_running_loop()
