@@ -46,11 +46,6 @@ def _cells(prompt: str) -> list[tuple[str, str]]:
     ]
 
 
-def _throttled(base_url: str, tokens_per_second: float) -> str:
-    """The demo server's URL with a ``tps`` throttle (its ``/x/KNOBS/v1`` path prefix)."""
-    return f"{base_url.removesuffix('/v1')}/x/tps={tokens_per_second:g}/v1"
-
-
 def _heading(text: str, tty: bool) -> str:
     return f"\033[1m{text}\033[0m" if tty else text
 
@@ -67,12 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import _config
     from ._demo import DEMO_MODEL, demo_base_url
     from ._magic import load_ipython_extension
+    from .testing import url
 
     print("vman-magic demo: starting the offline demo model...", flush=True)
     demo = demo_base_url()
     # The session layer is what `%vman base_url` sets: the cells below stay exactly
     # what a user types, and only this process is affected.
-    _config.set_session(base_url=_throttled(demo, args.tokens_per_second), model=DEMO_MODEL)
+    _config.set_session(base_url=url(demo, tps=args.tokens_per_second), model=DEMO_MODEL)
     shell = InteractiveShell.instance()
     load_ipython_extension(shell)
     tty = sys.stdout.isatty()
