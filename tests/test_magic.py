@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
 from vman_magic import _config
 from vman_magic._errors import AuthenticationError, BadRequestError, NotFoundError
@@ -264,3 +265,45 @@ def test_interrupt_keeps_partial_text_and_the_next_cell_works(
     assert "Traceback" not in shown
     assert run(ip, "%%complete -o r2 --max-tokens 3\nagain").success
     assert not ip.user_ns["r2"].incomplete
+
+
+def test_chinese_text_streams_intact(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str], demo_server: Any
+) -> None:
+    """Multibyte text split across network chunks reaches the output and the result unbroken."""
+    result = run(ip, f"%%complete -o r --max-tokens 12 --base-url {url(demo_server, fault='split_utf8')}\n春天")
+    assert result.success
+    text = ip.user_ns["r"].text
+    assert text and "\ufffd" not in text and any("\u4e00" <= ch <= "\u9fff" for ch in text)
+    assert capsys.readouterr().out.startswith(text)
+
+
+def test_show_probs_requests_logprobs_and_displays_the_heatmap(ip: InteractiveShell) -> None:
+    """--show-probs asks for logprobs when not given and displays the probability view afterwards."""
+    with capture_output() as cap:
+        assert run(ip, "%%complete -o r --max-tokens 4 --show-probs\nOnce").success
+    r = ip.user_ns["r"]
+    assert r.request.logprobs == 5 and r.choices[0].logprobs is not None
+    assert any("text/html" in output.data for output in cap.outputs)
+    assert run(ip, "%%complete -o r --max-tokens 2 --show-probs --logprobs 1\nOnce").success
+    assert ip.user_ns["r"].request.logprobs == 1
+
+
+def test_demo_notice_is_printed_once(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no base URL configured the first call says it uses the demo model; later calls stay quiet."""
+    monkeypatch.setattr("vman_magic._magic._demo_notice_shown", False)
+    _config.set_session(base_url=None, model=None)
+    assert run(ip, "%%complete --max-tokens 2\nOnce").success
+    assert capsys.readouterr().out.count("offline demo model") == 1
+    assert run(ip, "%%complete --max-tokens 2\nOnce").success
+    assert "offline demo model" not in capsys.readouterr().out
+
+
+def test_vman_panel_opens_the_playground(ip: InteractiveShell) -> None:
+    """%vman panel PROMPT returns the panel (displayed as the cell's value) with that prompt."""
+    from vman_magic._panel import Panel
+
+    result = run(ip, "%vman panel Once upon a time")
+    assert result.success and isinstance(result.result, Panel)

@@ -163,8 +163,9 @@ class VmanMagic(Magics):
         The result goes to ``_completion`` and, with ``-o NAME``, to ``NAME``.
         ``{name}`` in the prompt inserts a variable (``{row.title}``,
         ``{items[0]}``, ``{x:.2f}``); other braces stay as written, ``{{``
-        is a literal brace. In the line form, flags come first:
-        ``%complete -t 0 Once upon a time`` (or ``%complete -n 2 -- -1 is``).
+        is a literal brace. In the line form, flags come first and each takes
+        one value (repeat ``--stop`` for several): ``%complete -t 0 Once upon
+        a time``; ``--`` ends the flags (``%complete -n 2 -- -1 is``).
         """
         if cell is None:
             line, prompt = _split_line(line, self.complete.parser)
