@@ -141,6 +141,7 @@ class VmanMagic(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]
         self._client: Client | None = None
+        self._client_key: tuple[Any, ...] = ()
 
     @property
     def _user_ns(self) -> dict[str, Any]:
@@ -206,12 +207,12 @@ class VmanMagic(Magics):
             display(completion.show_probabilities())  # type: ignore[no-untyped-call]
 
     def _client_for(self, settings: _config.Settings) -> Client:
-        """One connection pool while the settings stay the same (no new TLS handshake per cell)."""
-        if self._client is None or self._client.settings != settings:
+        """One connection pool while the connection settings stay the same (no new TLS handshake per cell)."""
+        key = (settings.base_url, settings.api_key, settings.timeout, settings.max_retries)
+        if self._client is None or key != self._client_key:
             from ._client import Client
 
-            if self._client is not None:
-                self._client.close()
+            self.close()
             self._client = Client(
                 base_url=settings.base_url,
                 api_key=settings.api_key,
@@ -219,6 +220,7 @@ class VmanMagic(Magics):
                 timeout=settings.timeout,
                 max_retries=settings.max_retries,
             )
+            self._client_key = key
         return self._client
 
     def close(self) -> None:
