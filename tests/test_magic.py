@@ -307,3 +307,32 @@ def test_vman_panel_opens_the_playground(ip: InteractiveShell) -> None:
 
     result = run(ip, "%vman panel Once upon a time")
     assert result.success and isinstance(result.result, Panel)
+
+
+def test_help_lists_every_api_parameter_from_the_table(ip: InteractiveShell) -> None:
+    """%%complete? documents a flag for every API parameter, with the table's help and range."""
+    from vman_magic._params import PARAMS
+
+    doc = ip.magics_manager.registry["VmanMagic"].complete.__doc__
+    flat = " ".join(doc.split())
+    for spec in PARAMS:
+        if spec.kind == "stream_options":
+            continue
+        assert ("-n N" if spec.name == "n" else spec.flag) in doc
+        assert " ".join(spec.help.split()) in flat
+        assert f"Allowed: {spec.range_text()}." in flat
+
+
+def test_config_base_url_and_timeout_feed_the_settings(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str], demo_server: Any
+) -> None:
+    """%config VmanMagic.base_url/timeout/max_retries are used when %vman sets nothing."""
+    _config.set_session(base_url=None)
+    run(ip, f"%config VmanMagic.base_url = '{url(demo_server, tps=1000)}'")
+    run(ip, "%config VmanMagic.timeout = 12.5")
+    run(ip, "%config VmanMagic.max_retries = 0")
+    run(ip, "%vman config")
+    out = capsys.readouterr().out
+    assert f"base_url: {url(demo_server, tps=1000)} (from %config VmanMagic)" in out
+    assert "read 12.5s" in out and "max_retries: 0 (from %config VmanMagic)" in out
+    assert run(ip, "%complete -o r --max-tokens 2 hi").success
