@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from vman_magic._batch import BatchResult, RateGate, Unfinished
+from vman_magic._batch import BatchResult, Unfinished
+from vman_magic._batch_run import RateGate
 from vman_magic._errors import BadRequestError
 from vman_magic._models import CompletionBuilder, CompletionRequest
 from vman_magic._progress import Tally, summary_line

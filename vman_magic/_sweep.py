@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._batch import BatchInterrupted, BatchResult, Run, Watcher, prepare, run_sync
+from ._batch import BatchInterrupted, BatchResult, run_blocking
+from ._batch_run import Run, Watcher, prepare
 from ._errors import ValidationError
 from ._models import Completion, CompletionRequest, Prompt
 from ._params import PARAMS, PARAMS_BY_NAME
@@ -183,7 +184,7 @@ def run_sweep(
         concurrency=concurrency,
     )
     try:
-        completions = run_sync(run, client_args, _view(settings, show))
+        completions = run_blocking(run, client_args, _view(settings, show))
     except BatchInterrupted as interrupt:
         partial = SweepResult(settings, interrupt.partial, tidy(settings, interrupt.partial))
         raise BatchInterrupted(interrupt.args[0].replace("prompts", "settings"), partial) from None

@@ -1,0 +1,318 @@
+"""The engine under :mod:`vman_magic._batch`: workers, the shared rate-limit gate, threads.
+
+* One :class:`~vman_magic.AsyncClient` (one connection pool) serves a whole
+  batch; ``concurrency`` workers pull the next index from a shared iterator,
+  so at most ``concurrency`` requests are in flight and every result lands in
+  its input slot whatever order they finish in.
+* Retries are the client's (``_retry.RetryPolicy``); every wait before a retry
+  goes through a :class:`RateGate` shared by the workers, and every worker
+  waits on it before each send, so a 429 with ``Retry-After`` told to one
+  worker holds back *every* worker until the deadline.
+* A :class:`Run` keeps the finished :class:`Completion` objects and a few
+  counters; nothing is kept per stream event.
+* Live views (:class:`Watcher`) take immutable snapshots on the batch's loop
+  and draw them in the calling thread, so notebook output lands in the
+  running cell and widgets are touched from one thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from ._config import resolve
+from ._errors import ValidationError
+from ._models import Completion, CompletionBuilder, CompletionRequest, Prompt
+from ._progress import Progress, Tally
+from ._retry import RetryPolicy
+
+__all__ = ["REFRESH_INTERVAL", "ProgressWatcher", "RateGate", "Run", "Watcher", "execute", "prepare", "run_sync"]
+
+S = TypeVar("S")
+
+#: How often live views (progress bar, sweep grid) are redrawn, in seconds.
+REFRESH_INTERVAL = 0.1
+
+
+class RateGate:
+    """A send deadline shared by the workers of one batch.
+
+    The client's retry policy calls :meth:`hold` when the server names a delay
+    (``Retry-After``), and waits through :meth:`backoff`; every worker calls
+    :meth:`wait` before each send. So one 429 pauses the whole batch instead
+    of letting the other workers hammer a server that already said "slow down".
+    """
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self.retries = 0
+        self.waits = 0
+
+    def hold(self, seconds: float) -> None:
+        """Nobody sends before ``seconds`` from now."""
+        self._until = max(self._until, time.monotonic() + seconds)
+
+    async def wait(self) -> None:
+        """Return once the shared deadline has passed."""
+        while (delay := self._until - time.monotonic()) > 0:
+            self.waits += 1
+            await asyncio.sleep(delay)
+
+    async def backoff(self, seconds: float) -> None:
+        """The client's sleep before a retry: its own delay, then the shared deadline."""
+        self.retries += 1
+        await asyncio.sleep(seconds)
+        await self.wait()
+
+
+class Watcher(Protocol[S]):
+    """A live view of a running batch, e.g. the progress bar or a sweep grid.
+
+    ``snapshot`` runs on the batch's event loop and returns immutable data;
+    ``render`` and ``close`` run in the thread that called the batch, so all
+    notebook output comes from the cell's own thread.
+    """
+
+    def snapshot(self, run: Run) -> S: ...
+
+    def render(self, snap: S) -> None: ...
+
+    def close(self, snap: S) -> None: ...
+
+
+class ProgressWatcher:
+    """Feeds a :class:`Progress` bar with the batch's :class:`Tally`."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def snapshot(self, run: Run) -> Tally:
+        return run.tally()
+
+    def render(self, snap: Tally) -> None:
+        self.progress.update(snap)
+
+    def close(self, snap: Tally) -> None:
+        self.progress.close(snap)
+
+
+class Run:
+    """The state of one batch: validated requests, results so far, counters.
+
+    Only the batch's event loop mutates it; views read it through
+    :meth:`Watcher.snapshot` on that same loop.
+    """
+
+    def __init__(self, requests: list[CompletionRequest | ValidationError]) -> None:
+        self.requests = requests
+        self.slots: list[Completion | None] = [None] * len(requests)
+        self.live: dict[int, CompletionBuilder] = {}
+        self.gate = RateGate()
+        self.done = self.failed = self.prompt_tokens = self.completion_tokens = 0
+        self.version = 0  # bumped on every change a live view may want to redraw
+        self.started = time.perf_counter()
+
+    @property
+    def total(self) -> int:
+        return len(self.requests)
+
+    def settle(self, index: int, completion: Completion) -> None:
+        self.slots[index] = completion
+        self.live.pop(index, None)
+        if completion.error is None:
+            self.done += 1
+        else:
+            self.failed += 1
+        if completion.usage is not None:
+            self.prompt_tokens += completion.usage.prompt_tokens
+            self.completion_tokens += completion.usage.completion_tokens
+        self.version += 1
+
+    def tally(self) -> Tally:
+        return Tally(self.total, self.done, self.failed, self.prompt_tokens, self.completion_tokens, self.gate.retries)
+
+    def current(self, index: int) -> Completion | None:
+        """The finished result of an item, or the one still arriving."""
+        settled = self.slots[index]
+        if settled is not None:
+            return settled
+        builder = self.live.get(index)
+        return builder.completion if builder is not None else None
+
+
+# --------------------------------------------------------------------------- running
+
+
+def prepare(
+    jobs: Iterable[tuple[Prompt, Mapping[str, Any]]],
+    *,
+    model: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    timeout: Any,
+    max_retries: int | None,
+    concurrency: int,
+) -> tuple[Run, dict[str, Any]]:
+    """Validate every ``(prompt, params)`` job before anything is sent.
+
+    Returns the run and the client's arguments. A bad *parameter* raises
+    :class:`ValidationError` at once (it would fail every item); a bad
+    *prompt* only fails its own item. ``stream`` defaults to ``False``: a
+    batch shows no text as it arrives, and one JSON body is faster to get.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValidationError(f"concurrency must be a whole number >= 1, got {concurrency!r}", param="concurrency")
+    client_args: dict[str, Any] = {
+        "base_url": base_url,
+        "api_key": api_key,
+        "model": model,
+        "timeout": timeout,
+        "max_retries": max_retries,
+    }
+    settings = resolve(**client_args)
+    model_name = settings.require_model(model)
+    requests: list[CompletionRequest | ValidationError] = []
+    for prompt, params in jobs:
+        options = dict(params)
+        stream = options.pop("stream", False)
+        try:
+            requests.append(CompletionRequest.build(model_name, prompt, stream=stream, **options))
+        except ValidationError as exc:
+            if exc.param != "prompt":
+                raise
+            requests.append(exc)
+    client_args["max_retries"] = settings.max_retries
+    client_args["concurrency"] = concurrency
+    return Run(requests), client_args
+
+
+async def execute(
+    run: Run,
+    client_args: dict[str, Any],
+    publish: Callable[[], None],
+) -> None:
+    """Run every item of ``run`` with one client, calling ``publish`` every refresh interval."""
+    from ._client import AsyncClient
+
+    args = dict(client_args)
+    concurrency = args.pop("concurrency")
+    gate = run.gate
+    args["retry"] = RetryPolicy(max_retries=args.pop("max_retries"), async_sleep=gate.backoff, on_retry_after=gate.hold)
+    ticker = asyncio.ensure_future(_tick(publish))
+    try:
+        async with AsyncClient(**args) as client:
+            await _drive(run, client, concurrency)
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+
+
+async def _tick(publish: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(REFRESH_INTERVAL)
+        publish()
+
+
+async def _drive(run: Run, client: Any, concurrency: int) -> None:
+    indices = iter(range(run.total))  # shared: each worker takes the next unclaimed index
+
+    async def worker() -> None:
+        for index in indices:
+            run.settle(index, await _one(run, client, index))
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, run.total))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def _one(run: Run, client: Any, index: int) -> Completion:
+    request = run.requests[index]
+    if isinstance(request, ValidationError):
+        failed = Completion()
+        failed.incomplete, failed.error = True, request
+        return failed
+    await run.gate.wait()
+    builder = CompletionBuilder(request)
+    run.live[index] = builder
+
+    def updated(completion: Completion) -> None:
+        run.version += 1  # tells live views (the sweep grid) that text arrived
+
+    try:
+        completion: Completion = await client.run(request, builder, on_update=updated)
+        return completion
+    except Exception as exc:  # recorded on the item: one failure never sinks the batch
+        return builder.fail(exc)
+
+
+def run_sync(
+    run: Run,
+    client_args: dict[str, Any],
+    watcher: Watcher[Any],
+) -> bool:
+    """Run a batch from synchronous code, in a notebook or a script alike.
+
+    The batch gets a private event loop in a worker thread. ``asyncio.run``
+    cannot be used in a notebook (ipykernel's loop already runs in the main
+    thread) and ``nest_asyncio`` would patch that loop for the whole kernel,
+    which breaks other libraries. The calling thread meanwhile waits in short
+    steps, draws the live views (so output lands in the running cell), and is
+    where Ctrl-C / the kernel's interrupt arrives: it then cancels the batch
+    on its loop and waits for the cancellation to settle.
+
+    Returns True when the batch was interrupted; ``run`` holds what finished.
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=_serve_loop, args=(loop,), name="vman-batch", daemon=True)
+    settled = threading.Event()
+    latest: list[Any] = [None]
+
+    def publish() -> None:
+        latest[0] = watcher.snapshot(run)
+
+    async def body() -> None:
+        try:
+            await execute(run, client_args, publish)
+        finally:
+            settled.set()
+
+    thread.start()
+    future = asyncio.run_coroutine_threadsafe(body(), loop)
+    try:
+        while True:
+            try:
+                future.result(timeout=REFRESH_INTERVAL)
+                break
+            except TimeoutError:
+                if latest[0] is not None:
+                    watcher.render(latest[0])
+    except KeyboardInterrupt:
+        future.cancel()
+        settled.wait()
+        interrupted = True
+    else:
+        interrupted = False
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+    watcher.close(watcher.snapshot(run))
+    return interrupted
+
+
+def _serve_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The batch thread: run ``loop`` until stopped, then close it here (it belongs to this thread)."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
