@@ -260,8 +260,13 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "vman-magic"
 
 
+def cache_path() -> Path:
+    """Where this Python's trained model is (or will be) cached."""
+    return cache_dir() / f"vman-demo-o{ORDER}-f{_FORMAT}-{corpus.corpus_key()}.pickle"
+
+
 def _load_or_train() -> Model:
-    path = cache_dir() / f"vman-demo-o{ORDER}-f{_FORMAT}-{corpus.corpus_key()}.pickle"
+    path = cache_path()
     try:
         with open(path, "rb") as f:
             state = pickle.load(f)
