@@ -117,9 +117,9 @@ def start_server(host: str = "127.0.0.1", port: int = 0, api_key: str | None = N
     thread.start()
     if not ready.wait(_START_TIMEOUT_S):
         raise RuntimeError(f"the demo server did not start listening within {_START_TIMEOUT_S:.0f} s")
-    if "error" in box:
-        err = box["error"]
-        raise OSError(f"could not start the demo server on {host}:{port}: {err}") from err  # type: ignore[arg-type]
+    err = box.get("error")
+    if isinstance(err, BaseException):
+        raise OSError(f"could not start the demo server on {host}:{port}: {err}") from err
     return RunningServer(host, box["server"], box["port"], loop, thread, box["listener"])  # type: ignore[arg-type]
 
 
