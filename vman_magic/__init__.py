@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "APITimeoutError": "._errors",
     "AsyncClient": "._client",
     "AuthenticationError": "._errors",
+    "BatchInterrupted": "._batch",
+    "BatchResult": "._batch",
     "BadRequestError": "._errors",
     "Choice": "._models",
     "Client": "._client",
@@ -55,6 +57,9 @@ _LAZY: dict[str, str] = {
     "complete_frame": "._frame",
     "complete_many": "._batch",
     "panel": "._panel",
+    "parse_sweep": "._sweep",
+    "run_sweep": "._sweep",
+    "SweepResult": "._sweep",
 }
 
 __all__ = [
@@ -65,6 +70,8 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "BatchInterrupted",
+    "BatchResult",
     "Choice",
     "Client",
     "Completion",
@@ -77,6 +84,7 @@ __all__ = [
     "RateLimitError",
     "StreamAPIError",
     "StreamError",
+    "SweepResult",
     "Usage",
     "ValidationError",
     "VmanError",
@@ -88,6 +96,8 @@ __all__ = [
     "complete_many",
     "load_ipython_extension",
     "panel",
+    "parse_sweep",
+    "run_sweep",
     "unload_ipython_extension",
 ]
 
@@ -120,7 +130,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ._batch import acomplete_many, complete_many
+    from ._batch import BatchInterrupted, BatchResult, acomplete_many, complete_many
     from ._client import AsyncClient, Client, acomplete, complete
     from ._errors import (
         APIConnectionError,
@@ -142,3 +152,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._frame import complete_frame
     from ._models import Choice, Completion, CompletionRequest, Logprobs, Usage
     from ._panel import panel
+    from ._sweep import SweepResult, parse_sweep, run_sweep
