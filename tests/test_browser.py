@@ -1,0 +1,342 @@
+"""JupyterLab in a real headless Chromium: what a student sees when running the notebooks.
+
+The test starts its own JupyterLab on 127.0.0.1 (ephemeral port, random token,
+a temporary copy of ``notebooks/``, isolated Jupyter config, settings and
+workspace directories) whose kernels reach the session's demo server through a
+throttled ``/x/tps=8`` prefix, so one stream lasts several seconds and its
+growth can be watched. Debian's Chromium is driven by Playwright; the
+Playwright browser download is never used.
+
+Screenshots go to ``$VMAN_ARTIFACTS`` (default ``artifacts/`` in the repo).
+Without chromium or playwright the tests skip, except under ``CI``, where they
+must run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from vman_magic.testing import url
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+VIEWPORT = {"width": 1200, "height": 800}
+TPS = 8  # demo-model tokens per second: a 60-token answer streams for about 8 s
+WAIT_MS = 60_000  # page loads, kernel start, one cell
+NOTEBOOK = ".jp-Notebook"
+STDOUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]'
+HTML_OUTPUT = '.jp-OutputArea-output[data-mime-type="text/html"]'
+
+# Appended to the temporary copy of the quickstart, so the panel runs next to it.
+PANEL_CELL = (
+    "import vman_magic\n"
+    'p = vman_magic.panel(prompt="Return the number of", max_tokens=400, temperature=0.6, seed=3,\n'
+    '                     logprobs=5, logit_bias={"0": -100})  # no end-of-text: a long stream to stop\n'
+    "p"
+)
+PANEL_CHECK_CELL = 'print("incomplete:", p.result.incomplete, "chars:", len(p.result.text))'
+# Lab settings for a quiet, fully rendered notebook: no news popup, every cell in the DOM.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false"}',
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": '{"windowingMode": "none"}',
+}
+
+
+def _unavailable(reason: str) -> None:
+    """Skip with ``reason``; under CI fail instead, since CI must run the browser tests."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so the browser tests must run)")
+    pytest.skip(reason)
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab: where it listens and how to log in."""
+
+    base_url: str
+    token: str
+    root: Path
+
+    def tree(self, path: str) -> str:
+        return f"{self.base_url}/lab/tree/{path}?token={self.token}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_serving(base_url: str, token: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with suppress(OSError), urllib.request.urlopen(f"{base_url}/api/status?token={token}", timeout=2) as answer:
+            if answer.status == 200:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"jupyter lab did not answer within {WAIT_MS // 1000} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop JupyterLab (it shuts its kernels down), then anything left in its process group."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def lab(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """JupyterLab on a free port over a copy of the notebooks; kernels stream from a throttled demo server."""
+    if shutil.which("jupyter-lab") is None:
+        _unavailable("jupyterlab is not installed: pip install 'vman-magic[browser]'")
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "notebooks"
+    root.mkdir()
+    for notebook in (ROOT / "notebooks").glob("*.ipynb"):
+        shutil.copy(notebook, root)
+    quickstart = nbformat.read(root / "01-quickstart.ipynb", as_version=4)
+    quickstart.cells += [nbformat.v4.new_code_cell(PANEL_CELL), nbformat.v4.new_code_cell(PANEL_CHECK_CELL)]
+    nbformat.write(quickstart, root / "01-quickstart.ipynb")
+    for name, text in LAB_SETTINGS.items():
+        (home / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / "settings" / name).write_text(text)
+
+    port, token = _free_port(), secrets.token_urlsafe(24)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_"))}
+    env.update(
+        VMAN_BASE_URL=url(demo_server, tps=TPS),
+        VMAN_MODEL="vman-demo",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+    )
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--LabApp.extension_manager=readonly", "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    log = home / "jupyterlab.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_until_serving(base_url, token, proc, log)
+        yield Lab(base_url, token, root)
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium, driven by Playwright."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed: pip install 'vman-magic[browser]'")
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """Where screenshots go: ``$VMAN_ARTIFACTS`` or ``artifacts/`` in the repo."""
+    path = Path(os.environ.get("VMAN_ARTIFACTS") or ROOT / "artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    print(f"browser test screenshots: {path}")
+    return path
+
+
+@pytest.fixture
+def quickstart(lab: Lab, browser: Any) -> Iterator[Any]:
+    """A fresh page with the quickstart open, its kernel idle and ``%load_ext vman_magic`` run."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(lab.tree("01-quickstart.ipynb"))
+        page.locator(f"{NOTEBOOK} .jp-Cell").first.wait_for()
+        page.locator(".jp-StatusBar-Widget", has_text="| Idle").first.wait_for()
+        if page.locator("#jp-left-stack").is_visible():
+            page.keyboard.press("Control+b")  # hide the file browser: more room for the notebook
+        run_cell(page, cell(page, "%load_ext vman_magic"))
+        wait_done(cell(page, "%load_ext vman_magic"))
+        yield page
+    finally:
+        page.close()
+
+
+# --------------------------------------------------------------------------- page helpers
+
+
+def cell(page: Any, marker: str) -> Any:
+    """The one notebook cell whose text contains ``marker``."""
+    found = page.locator(f"{NOTEBOOK} .jp-Cell").filter(has_text=marker)
+    assert found.count() == 1, f"expected one cell containing {marker!r}, found {found.count()}"
+    return found
+
+
+def run_cell(page: Any, target: Any) -> None:
+    """Click into the cell's editor and press Shift+Enter, as a user would."""
+    target.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+
+
+def busy(target: Any) -> bool:
+    return "*" in target.locator(".jp-InputPrompt").inner_text()
+
+
+def wait_done(target: Any) -> None:
+    """Wait until the cell shows an execution count (``[3]:``), i.e. the kernel finished it."""
+    poll_until(lambda: any(ch.isdigit() for ch in target.locator(".jp-InputPrompt").inner_text()), "cell to finish")
+
+
+def poll_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_MS / 1000) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def stdout_text(target: Any) -> str:
+    """The cell's merged stdout output, as rendered ("" before the first chunk)."""
+    outputs = target.locator(STDOUT)
+    return str(outputs.first.inner_text()) if outputs.count() else ""
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_quickstart_streams_into_the_cell_before_the_request_finishes(quickstart: Any, artifacts: Path) -> None:
+    """The %%complete cell shows text that grows while the kernel is busy; the final text is r.text."""
+    page = quickstart
+    target = cell(page, "%%complete -o r")
+    run_cell(page, target)
+    samples: list[tuple[bool, int, bool]] = []  # (cell busy, characters shown, footer shown)
+    shot = False
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        is_busy = busy(target)
+        samples.append((is_busy, len(stdout_text(target)), target.locator(HTML_OUTPUT).count() > 0))
+        if is_busy and samples[-1][1] > 60 and not shot:
+            target.scroll_into_view_if_needed()
+            page.screenshot(path=artifacts / "quickstart-streaming.png")
+            shot = True
+        if not is_busy and samples[-1][2]:
+            break
+        time.sleep(0.1)
+    streaming = [chars for is_busy, chars, footer in samples if is_busy and chars and not footer]
+    assert streaming, f"no text appeared while the cell was running: {samples}"
+    assert max(streaming) > min(streaming), "the shown text did not grow while the request was running"
+    assert samples[-1][2], "the footer never appeared"
+    page.screenshot(path=artifacts / "quickstart-final.png")
+
+    shown = stdout_text(target)
+    printer = cell(page, "print(r.text)")
+    run_cell(page, printer)
+    wait_done(printer)
+    assert stdout_text(printer).rstrip("\n") == shown.rstrip("\n") != ""
+
+
+def start_panel(page: Any) -> Any:
+    """Run the panel cell and wait for its Run button; returns the cell."""
+    target = cell(page, "p = vman_magic.panel(")
+    run_cell(page, target)
+    target.locator("button.widget-button", has_text="Run").wait_for()
+    wait_done(target)
+    return target
+
+
+def test_panel_stop_keeps_the_partial_result(quickstart: Any, artifacts: Path) -> None:
+    """Run then Stop in the panel: the buttons and status follow, p.result is incomplete with text, heatmap shows it."""
+    page = quickstart
+    target = start_panel(page)
+    run_button = target.locator("button.widget-button", has_text="Run")
+    stop_button = target.locator("button.widget-button", has_text="Stop")
+    assert stop_button.is_disabled()
+    run_button.click()
+    poll_until(lambda: not stop_button.is_disabled(), "Stop to become enabled")
+    assert run_button.is_disabled()
+    time.sleep(2)  # let some tokens arrive (about 16 at 8 per second); not a timing assertion
+    stop_button.click()
+    poll_until(lambda: not run_button.is_disabled(), "Run to become enabled again")
+    assert stop_button.is_disabled()
+    assert target.locator(".widget-html", has_text="stopped").count() == 1
+
+    check = cell(page, "p.result.incomplete")
+    run_cell(page, check)
+    wait_done(check)
+    words = stdout_text(check).split()
+    assert words[:2] == ["incomplete:", "True"] and int(words[3]) > 0, words
+
+    target.locator("button", has_text="Show probabilities").click()
+    heatmap = target.locator(".widget-html", has_text="probability:")
+    heatmap.wait_for()
+    assert "incomplete" in heatmap.inner_text()
+    target.screenshot(path=artifacts / "panel-heatmap.png")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="panel Output stays empty in JupyterLab: `with self.output:` inside a task started by a click "
+    "is captured only while the click's comm future lives, so streamed text never reaches the page",
+)
+def test_panel_output_shows_the_stream(quickstart: Any, artifacts: Path) -> None:
+    """After Run, the panel's output area shows text while the request is still running."""
+    page = quickstart
+    target = start_panel(page)
+    stop_button = target.locator("button.widget-button", has_text="Stop")
+    output = target.locator(".widget-output")
+    target.locator("button.widget-button", has_text="Run").click()
+    poll_until(lambda: not stop_button.is_disabled(), "Stop to become enabled")
+    try:
+        poll_until(lambda: output.inner_text().strip() != "", "text in the panel output", timeout=10)
+        target.scroll_into_view_if_needed()
+        page.screenshot(path=artifacts / "panel-streaming.png")
+        assert not stop_button.is_disabled(), "the text appeared only after the run ended"
+    finally:
+        if not stop_button.is_disabled():
+            stop_button.click()
