@@ -16,6 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from vman_magic import _config
+from vman_magic._display import clean_stream_text
 from vman_magic._errors import AuthenticationError, BadRequestError, NotFoundError
 from vman_magic._models import Completion
 from vman_magic.testing import url
@@ -55,7 +56,7 @@ def test_cell_streams_and_stores_the_result(ip: InteractiveShell, capsys: pytest
     assert r.text and not r.incomplete
     assert r.request.prompt == "Once upon a time"
     out = capsys.readouterr().out
-    assert out.startswith(r.text.replace("\r", "\n"))
+    assert out.startswith(clean_stream_text(r.text))
     assert "finish:" in out
 
 
@@ -247,15 +248,24 @@ def test_interrupt_keeps_partial_text_and_the_next_cell_works(
 ) -> None:
     """Ctrl-C during a throttled stream stores the partial result, fails the cell, and the shell stays usable."""
     out = sys.stdout  # capsys's buffer: the live view writes the streamed text here
+    cell_done = threading.Event()
 
     def interrupt_once_text_arrives() -> None:
         deadline = time.monotonic() + 30
         while not out.getvalue() and time.monotonic() < deadline:  # type: ignore[attr-defined]
             time.sleep(0.01)
-        _thread.interrupt_main()
+        if not cell_done.is_set():  # never interrupt whatever runs after the cell
+            _thread.interrupt_main()
 
     threading.Thread(target=interrupt_once_text_arrives, daemon=True).start()
-    result = run(ip, f"%%complete -o r --max-tokens 500 --base-url {url(demo_server, tps=20)}\nOnce upon a time")
+    # token 0 (end of text) is banned so the slow stream cannot end before the interrupt
+    cell = (
+        f"%%complete -o r --max-tokens 500 --logit-bias '{{\"0\": -100}}' --base-url {url(demo_server, tps=20)}\nOnce"
+    )
+    try:
+        result = run(ip, cell)
+    finally:
+        cell_done.set()
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
     r = ip.user_ns["r"]
     assert r.incomplete and r.text and isinstance(r.error, KeyboardInterrupt)
@@ -271,17 +281,19 @@ def test_chinese_text_streams_intact(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str], demo_server: Any
 ) -> None:
     """Multibyte text split across network chunks reaches the output and the result unbroken."""
-    result = run(ip, f"%%complete -o r --max-tokens 12 --base-url {url(demo_server, fault='split_utf8')}\n春天")
+    result = run(
+        ip, f"%%complete -o r --max-tokens 12 --seed 2 --base-url {url(demo_server, fault='split_utf8')}\n春天"
+    )
     assert result.success
     text = ip.user_ns["r"].text
     assert text and "\ufffd" not in text and any("\u4e00" <= ch <= "\u9fff" for ch in text)
-    assert capsys.readouterr().out.startswith(text)
+    assert capsys.readouterr().out.startswith(clean_stream_text(text))
 
 
 def test_show_probs_requests_logprobs_and_displays_the_heatmap(ip: InteractiveShell) -> None:
     """--show-probs asks for logprobs when not given and displays the probability view afterwards."""
     with capture_output() as cap:
-        assert run(ip, "%%complete -o r --max-tokens 4 --show-probs\nOnce").success
+        assert run(ip, "%%complete -o r --max-tokens 4 --seed 1 --show-probs\nOnce").success
     r = ip.user_ns["r"]
     assert r.request.logprobs == 5 and r.choices[0].logprobs is not None
     assert any("text/html" in output.data for output in cap.outputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import time
@@ -59,9 +60,11 @@ def shell_reply(kc: BlockingKernelClient, msg_id: str, timeout: float = 60) -> d
 
 
 def printed(kc: BlockingKernelClient, expression: str) -> Any:
-    """Evaluate ``expression`` in the kernel and return it, passed through JSON."""
-    _, messages = execute(kc, f"import json as _j; print(_j.dumps({expression}))")
-    return json.loads("".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream"))
+    """Evaluate ``expression`` in the kernel (as a user expression, not via stdout) and return it."""
+    msg_id = kc.execute("import json as _json", user_expressions={"v": f"_json.dumps({expression})"})
+    value = shell_reply(kc, msg_id)["content"]["user_expressions"]["v"]
+    assert value["status"] == "ok", value
+    return json.loads(ast.literal_eval(value["data"]["text/plain"]))
 
 
 def test_single_choice_streams_appended_text_bounded_by_rate(kernel: Any) -> None:
@@ -121,7 +124,8 @@ def test_kernel_interrupt_keeps_partial_text_and_the_kernel_usable(kernel: Any, 
     """Interrupting a slow stream stores the partial result, fails the cell, and the next cell works."""
     km, kc = kernel
     slow = url(demo_server, tps=20)
-    msg_id = kc.execute(f"%%complete -o r --max-tokens 400 --base-url {slow}\nOnce upon a time")
+    # token 0 (end of text) is banned so the slow stream cannot end before the interrupt
+    msg_id = kc.execute(f"%%complete -o r --max-tokens 400 --logit-bias '{{\"0\": -100}}' --base-url {slow}\nOnce")
     # interrupt once some text has been streamed to the front end
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
