@@ -356,3 +356,15 @@ def test_repr_and_context_manager_do_not_leak_the_key() -> None:
     with make_client(Recorder(httpx.Response(200, json={}))) as client:
         assert KEY not in repr(client) and "api.vman.example" in repr(client)
     client.close()
+
+
+def test_debug_log_has_url_status_and_timings_but_no_key(caplog: pytest.LogCaptureFixture) -> None:
+    """DEBUG records name the method, URL, status and timings, and never the key or its header."""
+    import logging
+
+    server = Recorder(stream_response(sse(chunk("x", finish="stop"))))
+    with caplog.at_level(logging.DEBUG, logger="vman_magic"):
+        make_client(server).complete("hi")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "vman_magic")
+    assert "POST https://api.vman.example/v1/completions -> 200" in text and "total" in text
+    assert KEY not in caplog.text and "Bearer" not in caplog.text

@@ -257,3 +257,14 @@ def test_bad_json_event_in_a_stream(demo_server: Any) -> None:
     with _faulty(demo_server, fault="bad_json") as c, pytest.raises(StreamError, match="cmpl-broken") as info:
         c.complete("Tell me", max_tokens=30, seed=4)
     assert info.value.partial is not None and info.value.partial.text
+
+
+def test_demo_server_starts_once_for_concurrent_callers() -> None:
+    """Many threads asking for the demo server at once all get the same one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vman_magic._demo import demo_base_url
+
+    with ThreadPoolExecutor(8) as pool:
+        urls = set(pool.map(lambda _: demo_base_url(), range(16)))
+    assert len(urls) == 1 and next(iter(urls)).startswith("http://127.0.0.1:")

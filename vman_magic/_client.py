@@ -220,7 +220,7 @@ def _is_html(response: httpx.Response, content: bytes) -> bool:
 def _hint(status: int, message: str) -> str:
     if status == 401:
         return "; check the API key (VMAN_API_KEY, %vman key, or api_key=...)"
-    if status in (400, 404) and _CHAT_ONLY.search(message):
+    if status in (400, 403, 404, 405, 422) and _CHAT_ONLY.search(message):
         return (
             "; note: this is the text Completions endpoint (/v1/completions), "
             "the model may be chat-only: pick a completions model (client.models() lists them)"
@@ -235,6 +235,19 @@ def _feed(decoder: SSEDecoder, data: bytes, builder: CompletionBuilder, on_updat
         builder.add(chunk)
         if on_update is not None:
             on_update(builder.completion)
+
+
+def _log_done(completion: Completion, url: str) -> Completion:
+    if _log.isEnabledFor(logging.DEBUG):
+        ttft = completion.time_to_first_token
+        _log.debug(
+            "completion from %s: %d choice(s), first token %s, total %.3f s",
+            url,
+            len(completion.choices),
+            "n/a" if ttft is None else f"{ttft:.3f} s",
+            completion.elapsed or 0.0,
+        )
+    return completion
 
 
 def _end_of_stream(decoder: SSEDecoder, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
@@ -343,7 +356,7 @@ class Client(_BaseClient):
                         raise self._total_timeout()
                 return _end_of_stream(decoder, builder, on_update)
 
-        return self._with_retries(once, builder, deadline)
+        return _log_done(self._with_retries(once, builder, deadline), url)
 
     def models(self) -> list[str]:
         """The model ids the server offers (``GET {base_url}/models``)."""
@@ -473,7 +486,7 @@ class AsyncClient(_BaseClient):
                         raise self._total_timeout()
                 return _end_of_stream(decoder, builder, on_update)
 
-        return await self._with_retries(once, builder, deadline)
+        return _log_done(await self._with_retries(once, builder, deadline), url)
 
     async def models(self) -> list[str]:
         """The model ids the server offers (``GET {base_url}/models``)."""
