@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     "RateLimitError": "._errors",
     "StreamAPIError": "._errors",
     "StreamError": "._errors",
+    "Timeout": "._config",
     "Usage": "._models",
     "ValidationError": "._errors",
     "VmanError": "._errors",
@@ -85,6 +86,7 @@ __all__ = [
     "StreamAPIError",
     "StreamError",
     "SweepResult",
+    "Timeout",
     "Usage",
     "ValidationError",
     "VmanError",
@@ -132,6 +134,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._batch import BatchInterrupted, BatchResult, acomplete_many, complete_many
     from ._client import AsyncClient, Client, acomplete, complete
+    from ._config import Timeout
     from ._errors import (
         APIConnectionError,
         APIResponseError,
