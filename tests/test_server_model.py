@@ -142,3 +142,18 @@ def test_corrupt_cache_is_retrained(model: Model, tmp_path: Path, monkeypatch: p
     assert retrained.fingerprint == model.fingerprint and retrained.uni_ids == model.uni_ids
     assert model_mod._load_or_train().uni_cum == model.uni_cum
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_first_token_never_ends_the_document(demo_server) -> None:
+    """A completion always starts with text unless the caller biases <|endoftext|> up themselves."""
+    import vman_magic
+
+    for seed in range(30):
+        result = vman_magic.complete(
+            "Once upon a time", base_url=demo_server.base_url, model="vman-demo", max_tokens=3, seed=seed
+        )
+        assert result.text, seed
+    forced = vman_magic.complete(
+        "Once upon a time", base_url=demo_server.base_url, model="vman-demo", max_tokens=3, logit_bias={"0": 100}
+    )
+    assert forced.text == "" and forced.finish_reason == "stop"

@@ -30,10 +30,11 @@ import math
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from .model import Model, Step
+from .tokenizer import EOT
 
 _REJECTION_TRIES = 64
 
@@ -58,10 +59,23 @@ class Sampler:
         self.rng = rng
         self.counts: Counter[int] = Counter()
         self._penalised = bool(params.presence_penalty or params.frequency_penalty)
+        # The first token may not end the document, like vLLM's ``min_tokens=1``:
+        # a trigram model often ends right after a short prompt, and an empty
+        # first completion would puzzle a newcomer. A bias of -100 conditions the
+        # first draw on "not <|endoftext|>" (exactly, through the general path);
+        # a caller who biases <|endoftext|> themselves keeps their own value.
+        self._first = replace(params, logit_bias={EOT: -100.0, **params.logit_bias})
 
     def next(self, step: Step) -> int:
         """Choose the next token after ``step`` and remember it for the penalties."""
-        token = self._choose(step)
+        if self.counts:
+            token = self._choose(step)
+        else:
+            params, self.params = self.params, self._first
+            try:
+                token = self._choose(step)
+            finally:
+                self.params = params
         self.counts[token] += 1
         return token
 
