@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from typing import Any
@@ -155,3 +156,78 @@ def test_terminal_grid_is_printed_once_at_the_end() -> None:
     view.finish(builder.finish())
     assert "[prompt 0 · choice 0]\nfirst" in out.getvalue()
     assert "[prompt 1 · choice 0]\nsecond" in out.getvalue()
+
+
+def test_sink_gets_escaped_html_redraws_and_nothing_is_printed() -> None:
+    """With a sink, one choice is redrawn as escaped HTML (first text at once, rate-bounded), never written to out."""
+    out = CountingWriter()
+    shown: list[str] = []
+    request = CompletionRequest.build("vman-demo", "p")
+    builder = CompletionBuilder(request)
+    view = LiveView(request, rich=True, out=out, sink=shown.append)
+    view.start()
+    builder.add(_chunk(0, "<b>"))
+    view.update(builder.completion)
+    assert len(shown) == 1 and shown[0].startswith('<div class="vman-completion"><pre class="vman-text"')
+    assert "&lt;b&gt;" in shown[0] and "<b>" not in shown[0]
+    started = time.monotonic()
+    for i in range(2000):
+        builder.add(_chunk(0, f" w{i}"))
+        view.update(builder.completion)
+    elapsed = time.monotonic() - started
+    view.finish(builder.finish())
+    assert out.getvalue() == "" and out.flushes == 0
+    assert len(shown) <= 3 + elapsed / GRID_INTERVAL
+    assert "w1999" in shown[-1] and 'class="vman-footer"' in shown[-1]
+    assert all('class="vman-footer"' not in html for html in shown[:-1])
+
+
+def test_sink_shows_several_choices_side_by_side() -> None:
+    """With n=2 the sink's final HTML has one labelled box per choice in a grid."""
+    shown: list[str] = []
+    request = CompletionRequest.build("vman-demo", "p", n=2)
+    builder = CompletionBuilder(request)
+    view = LiveView(request, rich=False, sink=shown.append)
+    view.start()
+    builder.add(_chunk(0, "left", "stop"))
+    builder.add(_chunk(1, "right", "stop"))
+    view.update(builder.completion)
+    view.finish(builder.finish())
+    final = shown[-1]
+    assert 'class="vman-grid"' in final and final.count('class="vman-choice"') == 2
+    assert "choice 0" in final and "choice 1" in final and "left" in final and "right" in final
+
+
+def test_long_text_is_redrawn_only_after_growth_or_within_the_budget() -> None:
+    """Once a redraw is large, a few more characters wait; a quarter more text is redrawn at once."""
+    shown: list[str] = []
+    builder = CompletionBuilder(CompletionRequest.build("vman-demo", "p"))
+    view = LiveView(builder.completion.request, sink=shown.append)
+    view.start()
+    builder.add(_chunk(0, "x" * 100_000))
+    view.update(builder.completion)
+    assert len(shown) == 1
+    view._due = 0.0  # past the rate limit: only growth or the budget may hold the redraw back
+    builder.add(_chunk(0, "y" * 10))
+    view.update(builder.completion)
+    assert len(shown) == 1  # 100 kB at 20,000 chars/s: not re-sent for 10 more characters
+    view._due = 0.0
+    builder.add(_chunk(0, "z" * 30_000))
+    view.update(builder.completion)
+    assert len(shown) == 2 and shown[-1].endswith("z" * 30_000 + "</pre></div>")
+
+
+def test_cancelled_result_footer_says_why_and_keeps_the_text() -> None:
+    """A cancellation's message becomes the footer's reason; without one it says cancelled, never the type name."""
+    for error, reason in [
+        (asyncio.CancelledError("stopped by you after 3 tokens"), "stopped by you after 3 tokens"),
+        (asyncio.CancelledError(), "cancelled"),
+    ]:
+        out = CountingWriter()
+        builder = CompletionBuilder(CompletionRequest.build("vman-demo", "p"))
+        view = LiveView(builder.completion.request, rich=False, out=out)
+        view.start()
+        builder.add(_chunk(0, "so far"))
+        view.finish(builder.fail(error))
+        assert out.getvalue().startswith(f"so far\n── ⚠ {reason}; the text so far is kept · ")
+        assert "CancelledError" not in out.getvalue()

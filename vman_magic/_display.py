@@ -8,9 +8,21 @@ front end is shaped by two costs:
   is rendered at once; coalescing starts after that.
 * **Bytes sent to the browser.** With one choice the view appends only the new
   text as ``stream`` output (``sys.stdout`` in a kernel becomes a stream
-  message the front end appends), so the bytes are linear in the text. With
-  several choices a display handle is replaced in place, and replacements are
-  limited both by rate and by growth, so re-sending the grid stays bounded.
+  message the front end appends), so the bytes are linear in the text. Every
+  other target is *redrawn*: the whole view is re-sent, so redraws are limited
+  by rate, by growth and by a character budget per second (see
+  :meth:`LiveView._update_redraw`).
+
+Where the view goes is the caller's choice:
+
+* the cell's own output (the magic): stream text for one choice, one display
+  handle replaced in place for several;
+* a ``sink`` (the Playground panel): a callable that receives the whole view
+  as escaped HTML and stores it as widget state. The panel needs this because
+  its runs outlive the message that started them: JupyterLab routes captured
+  output (``with output_widget:``) only while that message is alive, so
+  output printed by a background task is dropped, whereas widget state is
+  synced whenever it changes.
 
 Model text written to the stream is cleaned first: ``\\r`` becomes a newline
 and ANSI/control escapes are removed, so a completion cannot rewrite earlier
@@ -24,6 +36,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._render import completion_html, completion_text, footer_html, footer_text
@@ -35,11 +48,13 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveView", "clean_stream_text"]
 
-STREAM_INTERVAL = 1 / 30  # seconds between appended stream writes (n == 1)
-GRID_INTERVAL = 1 / 10  # seconds between grid replacements (n > 1)
-GRID_GROWTH = 1.25  # ...and only once the text grew by a quarter
-GRID_MAX_WAIT = 2.0  # ...or this long passed, so slow streams still move
+STREAM_INTERVAL = 1 / 20  # seconds between appended stream writes (n == 1): smooth to read, few messages
+GRID_INTERVAL = 1 / 10  # seconds between redraws (a grid, or any sink)
+GRID_GROWTH = 1.25  # ...and only once the text grew by a quarter,
+REDRAW_BUDGET = 20_000  # ...or re-sending it fits this many characters a second,
+GRID_MAX_WAIT = 2.0  # ...or this long passed, so slow streams of long texts still move
 
+_monotonic = time.monotonic  # bound once: update() runs per chunk
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -73,6 +88,11 @@ class LiveView:
     defaults to "running in a kernel"; without it (terminal IPython) one choice
     still streams and a grid is printed as labelled blocks at the end.
     ``out`` defaults to ``sys.stdout`` as it is when :meth:`start` runs.
+
+    With ``sink`` nothing is written to ``out`` or displayed: every redraw,
+    whatever the number of choices, calls ``sink(html)`` with the whole view
+    as escaped HTML (text boxes side by side for several choices, the footer
+    on the last call).
     """
 
     def __init__(
@@ -81,16 +101,20 @@ class LiveView:
         *,
         rich: bool | None = None,
         out: TextIO | None = None,
+        sink: Callable[[str], object] | None = None,
     ) -> None:
         self.grid = request is not None and request.choices_expected > 1
         self._rich = rich
         self._out = out
+        self._sink = sink
+        self._redraw = sink is not None or self.grid  # the whole view is re-sent, not appended
         self._started = False
         self._due = 0.0  # monotonic time before which update() does nothing
+        self.chunks = 0  # update() calls so far, i.e. chunks received
         # stream mode
         self._written = 0  # characters of the text already written
         self._line_open = False  # the last write did not end with a newline
-        # grid mode
+        # redraw mode
         self._handle: DisplayHandle | None = None
         self._sent_size = 0
         self._sent_at = 0.0
@@ -111,12 +135,13 @@ class LiveView:
         self._started = True
 
     def update(self, completion: Completion) -> None:
-        """Called after every chunk; cheap unless an update is due."""
-        now = time.monotonic()
+        """Called after every chunk; cheap unless an update is due (one clock read, ~100 ns)."""
+        self.chunks += 1
+        now = _monotonic()
         if now < self._due:
             return
-        if self.grid:
-            self._update_grid(completion, now)
+        if self._redraw:
+            self._update_redraw(completion, now)
         else:
             self._update_stream(completion, now)
 
@@ -124,9 +149,9 @@ class LiveView:
         """Show the rest of the text and the footer (also after an error or interrupt)."""
         if not self._started:
             self.start()
-        if self.grid:
-            if self.rich:
-                self._show_grid(completion, footer=True)
+        if self._redraw:
+            if self._sink is not None or self.rich:
+                self._show(completion, footer=True)
             else:
                 self._write(completion_text(completion) + "\n")
             return
@@ -169,23 +194,35 @@ class LiveView:
         out.write(s)
         out.flush()
 
-    # -- several choices: one display handle, replaced in place --------------
-    def _update_grid(self, completion: Completion, now: float) -> None:
-        if not self.rich:
+    # -- redraw: a display handle replaced in place, or the sink -----------------
+    def _update_redraw(self, completion: Completion, now: float) -> None:
+        """Re-send the whole view, but rarely enough that the bytes stay bounded.
+
+        At most one redraw per ``GRID_INTERVAL``, and after the first only when
+        the text grew by ``GRID_GROWTH`` (total bytes stay linear in the text)
+        or re-sending it fits ``REDRAW_BUDGET`` characters a second (short
+        texts move smoothly at any speed), or ``GRID_MAX_WAIT`` passed.
+        """
+        if self._sink is None and not self.rich:
             self._due = float("inf")  # terminal: the grid is printed once, at the end
             return
         size = sum(len(ch.text) for ch in completion.choices)
         if size == self._sent_size:
             return
-        if self._sent_size and size < self._sent_size * GRID_GROWTH and now < self._sent_at + GRID_MAX_WAIT:
-            self._due = now + GRID_INTERVAL
-            return
-        self._show_grid(completion, footer=False)
+        if self._sent_size and size < self._sent_size * GRID_GROWTH:
+            wait = min(GRID_MAX_WAIT, max(GRID_INTERVAL, size / REDRAW_BUDGET))
+            if now < self._sent_at + wait:
+                self._due = now + GRID_INTERVAL
+                return
+        self._show(completion, footer=False)
         self._sent_size = size
         self._sent_at = now
         self._due = now + GRID_INTERVAL
 
-    def _show_grid(self, completion: Completion, *, footer: bool) -> None:
+    def _show(self, completion: Completion, *, footer: bool) -> None:
+        if self._sink is not None:
+            self._sink(completion_html(completion, footer=footer))
+            return
         bundle = {
             "text/plain": completion_text(completion, footer=footer),
             "text/html": completion_html(completion, footer=footer),

@@ -233,20 +233,13 @@ class VmanMagic(Magics):
         """Stream ``request`` into a live view; store the result before any error escapes."""
         builder = CompletionBuilder(request)
         view = LiveView(request)
-        chunks = 0
-
-        def on_update(completion: Completion) -> None:
-            nonlocal chunks
-            chunks += 1
-            view.update(completion)
-
         view.start()
         try:
-            completion = self._client_for(settings).run(request, builder, on_update=on_update)
+            completion = self._client_for(settings).run(request, builder, on_update=view.update)
         except KeyboardInterrupt as exc:
             completion = self._keep(builder, exc, output, view)
             where = " and ".join(f"`{n}`" for n in (output, "_completion") if n)
-            _shorten(exc, f"KeyboardInterrupt: interrupted after {chunks} chunks; partial text kept in {where}")
+            _shorten(exc, f"KeyboardInterrupt: interrupted after {view.chunks} chunks; partial text kept in {where}")
             raise
         except VmanError as exc:
             self._keep(builder, exc, output, view)

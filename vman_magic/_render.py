@@ -15,6 +15,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,8 @@ def incomplete_reason(c: Completion) -> str | None:
         return "incomplete"
     if isinstance(c.error, KeyboardInterrupt):
         return "incomplete: interrupted"
+    if isinstance(c.error, asyncio.CancelledError):  # the canceller says why, e.g. the panel's Stop
+        return f"{str(c.error) or 'cancelled'}; the text so far is kept"
     message = str(c.error).splitlines()[0] if str(c.error) else type(c.error).__name__
     return f"incomplete: {type(c.error).__name__}: {message}"
 
