@@ -62,6 +62,8 @@ PANEL_CELL = (
     "p"
 )
 PANEL_CHECK_CELL = 'print("incomplete:", p.result.incomplete, "chars:", len(p.result.text))'
+PANEL_TEXT_CELL = "print(p.result.text)"
+PANEL_OUTPUT = ".vman-live"  # the panel's live view (an HTML widget)
 # Lab settings for a quiet, fully rendered notebook: no news popup, every cell in the DOM.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false"}',
@@ -129,7 +131,7 @@ def lab(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         shutil.copy(notebook, root)
     quickstart = nbformat.read(root / "01-quickstart.ipynb", as_version=4)
-    quickstart.cells += [nbformat.v4.new_code_cell(PANEL_CELL), nbformat.v4.new_code_cell(PANEL_CHECK_CELL)]
+    quickstart.cells += [nbformat.v4.new_code_cell(c) for c in (PANEL_CELL, PANEL_CHECK_CELL, PANEL_TEXT_CELL)]
     nbformat.write(quickstart, root / "01-quickstart.ipynb")
     for name, text in LAB_SETTINGS.items():
         (home / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -304,7 +306,7 @@ def test_panel_stop_keeps_the_partial_result(quickstart: Any, artifacts: Path) -
     stop_button.click()
     poll_until(lambda: not run_button.is_disabled(), "Run to become enabled again")
     assert stop_button.is_disabled()
-    assert target.locator(".widget-html", has_text="stopped").count() == 1
+    assert target.locator(f".widget-html:not({PANEL_OUTPUT})", has_text="stopped by you").count() == 1  # status
 
     check = cell(page, "p.result.incomplete")
     run_cell(page, check)
@@ -319,24 +321,30 @@ def test_panel_stop_keeps_the_partial_result(quickstart: Any, artifacts: Path) -
     target.screenshot(path=artifacts / "panel-heatmap.png")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="panel Output stays empty in JupyterLab: `with self.output:` inside a task started by a click "
-    "is captured only while the click's comm future lives, so streamed text never reaches the page",
-)
 def test_panel_output_shows_the_stream(quickstart: Any, artifacts: Path) -> None:
-    """After Run, the panel's output area shows text while the request is still running."""
+    """After Run, the panel's output area shows growing text while the request runs; it ends as p.result.text."""
     page = quickstart
     target = start_panel(page)
     stop_button = target.locator("button.widget-button", has_text="Stop")
-    output = target.locator(".widget-output")
+    live = target.locator(f"{PANEL_OUTPUT} .vman-text")
     target.locator("button.widget-button", has_text="Run").click()
     poll_until(lambda: not stop_button.is_disabled(), "Stop to become enabled")
     try:
-        poll_until(lambda: output.inner_text().strip() != "", "text in the panel output", timeout=10)
+        poll_until(lambda: live.count() == 1 and live.inner_text().strip() != "", "text in the panel output")
+        first = len(live.inner_text())
+        poll_until(lambda: len(live.inner_text()) > first + 20, "the panel output to grow")
+        assert not stop_button.is_disabled(), "the text appeared only after the run ended"
         target.scroll_into_view_if_needed()
         page.screenshot(path=artifacts / "panel-streaming.png")
-        assert not stop_button.is_disabled(), "the text appeared only after the run ended"
     finally:
         if not stop_button.is_disabled():
             stop_button.click()
+    poll_until(lambda: stop_button.is_disabled(), "the run to stop")
+    footer = target.locator(f"{PANEL_OUTPUT} .vman-footer")
+    footer.wait_for()
+    assert "stopped by you after" in footer.inner_text() and "CancelledError" not in footer.inner_text()
+
+    printer = cell(page, PANEL_TEXT_CELL)
+    run_cell(page, printer)
+    wait_done(printer)
+    assert stdout_text(printer).rstrip("\n") == live.inner_text().rstrip("\n") != ""

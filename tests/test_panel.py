@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import threading
 from typing import Any
 
@@ -77,7 +78,9 @@ def test_stop_from_another_thread_keeps_partial_text(server: Any) -> None:
     watcher.join()
     assert c.incomplete and c.text
     assert c.finish_reason is None
-    assert "stopped" in p.status.value
+    assert "stopped by you after" in p.status.value
+    assert "stopped by you after" in p.output.value and "CancelledError" not in p.output.value
+    assert html.escape(c.text) in p.output.value
 
 
 def test_run_button_on_a_running_loop_does_not_block(server: Any) -> None:
@@ -170,3 +173,25 @@ def test_python_code_round_trips(server: Any, shell: InteractiveShell) -> None:
     exec(python, namespace)
     assert namespace["completion"].request.to_body() == c.request.to_body()
     assert namespace["completion"].text == c.text
+
+
+def test_live_output_is_widget_state_that_grows_during_the_run(server: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """The output widget's value shows text while the run streams and ends as the escaped text plus footer."""
+    p = panel(base_url=server.url(tps=200), model="vman-demo", prompt="Once upon a time", max_tokens=30, seed=5)
+    while_running: list[str] = []
+    p.output.observe(lambda change: while_running.append(change["new"]) if p.running else None, names="value")
+    c = p.run()
+    streaming = [v for v in while_running if 'class="vman-text"' in v and 'class="vman-footer"' not in v]
+    assert streaming, "the output widget was never updated before the run ended"
+    assert html.escape(c.text) in p.output.value and 'class="vman-footer"' in p.output.value
+    assert capsys.readouterr().out == ""  # nothing printed: the panel's view lives in widget state
+
+
+def test_a_new_run_clears_the_previous_output(server: Any) -> None:
+    """Starting a run empties the output before the new text arrives."""
+    p = panel(base_url=server.base_url, model="vman-demo", prompt="Once", max_tokens=4, seed=1)
+    p.run()
+    values: list[str] = []
+    p.output.observe(lambda change: values.append(change["new"]), names="value")
+    p.run()
+    assert values[0] == ""

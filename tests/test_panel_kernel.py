@@ -1,4 +1,4 @@
-"""The panel in a real ipykernel: Run does not block the kernel, and output stays in the panel."""
+"""The panel in a real ipykernel: Run does not block the kernel, and its live view is widget state."""
 
 from __future__ import annotations
 
@@ -47,16 +47,16 @@ def run_cell(kc: BlockingKernelClient, code: str, log: list[dict[str, Any]]) -> 
     return reply
 
 
-def test_run_click_leaves_the_kernel_free_and_routes_output_into_the_panel(
+def test_run_click_leaves_the_kernel_free_and_streams_into_widget_state(
     kernel: BlockingKernelClient, demo_server: Any
 ) -> None:
-    """While a slow stream runs, other cells execute; Stop keeps the text; model text goes only to the Output."""
+    """While a slow stream runs, other cells execute; the text reaches the page as widget state, never as output."""
     kc = kernel
     log: list[dict[str, Any]] = []
     url = demo_server.url(tps=20)
     run_cell(
         kc,
-        "import asyncio, json, vman_magic\n"
+        "import asyncio, html, json, vman_magic\n"
         f"p = vman_magic.panel(base_url={url!r}, model='vman-demo', prompt='Once', max_tokens=400, var='r')\n"
         "p.run_button.click()",
         log,
@@ -67,24 +67,25 @@ def test_run_click_leaves_the_kernel_free_and_routes_output_into_the_panel(
     mark = len(log)
     run_cell(
         kc,
-        "print(json.dumps([p.output.model_id, r is p.result, p.result.incomplete, p.result.text]))",
+        "print(json.dumps([p.output.model_id, r is p.result, p.result.incomplete, html.escape(p.result.text)]))",
         log,
     )
     (line,) = [m["content"]["text"] for m in log[mark:] if m["msg_type"] == "stream"]
-    output_id, stored, incomplete, text = json.loads(line)
-    assert stored and incomplete and text
+    output_id, stored, incomplete, escaped = json.loads(line)
+    assert stored and incomplete and escaped
 
-    # Every output message must be sent while the panel's Output widget captures its parent.
-    capture: str = ""
-    model_outputs = 0
-    for msg in log[:mark]:
-        content = msg["content"]
-        if msg["msg_type"] == "comm_msg" and content.get("comm_id") == output_id:
-            capture = content["data"].get("state", {}).get("msg_id", capture)
-        elif msg["msg_type"] in ("stream", "display_data"):
-            model_outputs += 1
-            assert capture == msg["parent_header"]["msg_id"], msg
-    assert model_outputs > 0
+    # JupyterLab drops output of a task that outlives its click, so the panel sends none: only state updates
+    assert not [m for m in log[:mark] if m["msg_type"] in ("stream", "display_data", "update_display_data")]
+    values = [
+        m["content"]["data"]["state"]["value"]
+        for m in log[:mark]
+        if m["msg_type"] == "comm_msg"
+        and m["content"].get("comm_id") == output_id
+        and "value" in m["content"]["data"].get("state", {})
+    ]
+    streamed = [v for v in values if 'class="vman-text"' in v and 'class="vman-footer"' not in v]
+    assert streamed, "no state update carried text before the run ended"
+    assert escaped in values[-1] and "stopped by you after" in values[-1]
 
 
 def test_panel_displays_as_a_widget_with_a_one_line_text_fallback(kernel: BlockingKernelClient) -> None:

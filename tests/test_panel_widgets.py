@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 
+import ipywidgets
 import pytest
 
 from vman_magic._models import CompletionRequest
@@ -121,3 +122,10 @@ def test_python_call_is_valid_python_with_the_same_request() -> None:
     code = python_call(request)
     compile(code, "<panel>", "exec")
     assert "temperature=0.5" in code and "stop='\\n'" in code
+
+
+def test_stop_tags_have_a_label_like_the_other_parameters(p) -> None:
+    """The tag input draws no description, so its row starts with a "stop" label."""
+    (row,) = [row for row in p.controls.rows() if p.controls.widgets["stop"] in row.children]
+    label = row.children[0]
+    assert isinstance(label, ipywidgets.Label) and label.value == "stop"

@@ -24,11 +24,13 @@ Concurrency, in one place:
 * **``Panel.stop()``.** Safe from any thread: it cancels the task through
   ``loop.call_soon_threadsafe``; the result keeps the text that arrived and
   is flagged ``incomplete=True``.
-* **Output routing.** Each live-view call runs inside ``with output:``, which
-  captures into the panel's ``Output`` whatever message is current at that
-  instant. Entering it per call (not once around the whole stream) keeps the
-  output in the panel even after later widget clicks change the kernel's
-  current message.
+* **Live output.** The run is shown by the same :class:`~._display.LiveView`
+  as the magic (same coalescing, same escaped HTML), but with a *sink* that
+  sets the :attr:`Panel.output` HTML widget's value instead of printing. A
+  run outlives the click that started it, and JupyterLab routes captured
+  output (``with an_output_widget:``) only while the message that started
+  the capture is alive, so printed text from a background task never reaches
+  the page; widget state is synced whenever it changes, from any thread.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ __all__ = ["Panel", "panel"]
 T = TypeVar("T")
 
 _CONNECTION = ("base_url", "api_key", "model", "prompt", "var", "shell")
+_BORDER = "1px solid var(--jp-border-color2, #ddd)"
 
 
 def panel(**defaults: Any) -> Panel:
@@ -120,22 +123,24 @@ class Panel(w.VBox):  # type: ignore[misc]
         self.prompt = w.Textarea(
             value=prompt,
             placeholder="prompt; {name} inserts a notebook variable",
-            layout={"width": "100%", "height": "120px"},
+            layout={"width": "auto", "height": "120px"},  # stretched by the VBox; 100% + margins would overflow
         )
         self.prompt_message = w.HTML()
         self.controls = ParamControls(params, self._validate)
         self.stream = w.Checkbox(value=params.get("stream", True), description="stream", indent=False)
         self.var = w.Text(value=var, description="store as", style={"description_width": "70px"})
         self.var_message = w.HTML()
-        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
-        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
+        fit = {"width": "auto", "min_width": "90px"}  # as wide as the label; the default cuts long ones off
+        self.run_button = w.Button(description="Run", button_style="primary", icon="play", layout=fit)
+        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True, layout=fit)
         self.status = w.HTML()
-        self.output = w.Output(layout={"border": "1px solid var(--jp-border-color2, #ddd)", "padding": "4px"})
-        self.show_probabilities = w.ToggleButton(description="Show probabilities", icon="th")
+        self.output = w.HTML(layout={"width": "auto", "min_height": "2em", "border": _BORDER, "padding": "2px 6px"})
+        self.output.add_class("vman-live")
+        self.show_probabilities = w.ToggleButton(description="Show probabilities", icon="th", layout=fit)
         self.heatmap = w.HTML()
-        self.show_code = w.ToggleButton(description="Copy as code", icon="code")
+        self.show_code = w.ToggleButton(description="Copy as code", icon="code", layout=fit)
         self.code_view = w.HTML()
-        self.insert_button = w.Button(description="Insert as new cell", icon="plus", layout={"display": "none"})
+        self.insert_button = w.Button(description="Insert as new cell", icon="plus", layout={**fit, "display": "none"})
 
         for widget in (self.model, self.prompt, self.stream, self.var):
             widget.observe(lambda _change: self._validate(), names="value")
@@ -318,24 +323,27 @@ class Panel(w.VBox):  # type: ignore[misc]
             self._stop_requested = False
         self._request = request
         self._set_running(True)
-        if in_kernel():  # outside a kernel there is no output area, only a terminal to garble
-            self.output.clear_output()
-        view = LiveView(request)
+        self.output.value = ""
+        view = LiveView(request, sink=self._show_live)
         builder = CompletionBuilder(request)
         self.current = builder.completion
-        self._in_output(view.start)
+        view.start()
         result: Completion | None = None
         try:
             client = AsyncClient(**self._connection, model=request.model)
             try:
-                result = await client.run(request, builder, on_update=lambda c: self._in_output(view.update, c))
+                result = await client.run(request, builder, on_update=view.update)
             finally:
                 await client.aclose()
         except asyncio.CancelledError:
             result = _partial(builder, None)
             if not self._stop_requested:
                 raise
-            self.status.value = message_html("stopped; the text so far is kept", error=False)
+            # the cancellation's message is what the footer shows (see _render.incomplete_reason);
+            # one chunk carries one token on the demo server and OpenAI-style servers
+            tokens = f"{view.chunks} token" + ("" if view.chunks == 1 else "s")
+            result.error = asyncio.CancelledError(f"stopped by you after {tokens}")
+            self.status.value = message_html(f"stopped by you after {tokens}; the text so far is kept", error=False)
         except VmanError as exc:
             result = exc.partial or _partial(builder, exc)
             self.status.value = message_html(f"{type(exc).__name__}: {exc}")
@@ -345,15 +353,16 @@ class Panel(w.VBox):  # type: ignore[misc]
             raise
         finally:
             final = result if result is not None else builder.completion
-            self._in_output(view.finish, final)
+            view.finish(final)
             self._store(final)
             self.current = None
             self._set_running(False)
         return result
 
-    def _in_output(self, fn: Any, *args: Any) -> None:
-        with self.output:
-            fn(*args)
+    def _show_live(self, html_view: str) -> None:
+        """The live view's sink: the whole view as escaped HTML, coalesced by :class:`LiveView`."""
+        # ipywidgets' HTML content has a 28px line height (one inline widget row); text wants its own
+        self.output.value = f'<div style="line-height:1.4">{html_view}</div>'
 
     def _set_running(self, running: bool) -> None:
         self.stop_button.disabled = not running

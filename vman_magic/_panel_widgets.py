@@ -49,6 +49,8 @@ WIDGET_PARAMS = (*SLIDERS, *_INTS, "logprobs", "seed", "stop", "echo")
 _LOGPROBS_OFF = "off"
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 _LABEL = {"description_width": "130px"}
+# the look of a 130px description: right-aligned, 8px before the control
+_TAG_LABEL_LAYOUT = {"width": "130px", "display": "flex", "justify_content": "flex-end", "margin": "2px 8px 2px 2px"}
 
 
 def decode_escapes(tag: str) -> str:
@@ -133,8 +135,20 @@ class ParamControls:
             widget.observe(lambda _change: on_change(), names="value")
 
     def rows(self) -> list[w.Widget]:
-        """One ``HBox(widget, message)`` per parameter, in a stable order."""
-        return [w.HBox([self.widgets[name], self.messages[name]]) for name in WIDGET_PARAMS]
+        """One ``HBox(widget, message)`` per parameter, in a stable order.
+
+        The tag input's front end draws no ``description``, so its row gets a
+        label of its own, right-aligned and as wide as the other descriptions.
+        """
+        rows = []
+        for name in WIDGET_PARAMS:
+            widget = self.widgets[name]
+            parts = [widget, self.messages[name]]
+            if isinstance(widget, w.TagsInput):
+                label = w.Label(name, tooltip=widget.tooltip, layout=_TAG_LABEL_LAYOUT)
+                parts.insert(0, label)
+            rows.append(w.HBox(parts))
+        return rows
 
     def values(self) -> dict[str, Any]:
         """Current API values, leaving out those at the API's documented default."""
