@@ -318,7 +318,8 @@ def test_panel_stop_keeps_the_partial_result(quickstart: Any, artifacts: Path) -
     heatmap = target.locator(".widget-html", has_text="probability:")
     heatmap.wait_for()
     assert "incomplete" in heatmap.inner_text()
-    target.screenshot(path=artifacts / "panel-heatmap.png")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1000})  # the panel and its heatmap in one view
+    target.locator(".jp-OutputArea-output").first.screenshot(path=artifacts / "panel-heatmap.png")
 
 
 def test_panel_output_shows_the_stream(quickstart: Any, artifacts: Path) -> None:
