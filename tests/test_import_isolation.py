@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-CLIENT_LAYER = ["_params", "_errors", "_models", "_sse", "_config", "_retry", "_client", "_demo"]
+CLIENT_LAYER = ["_params", "_errors", "_models", "_sse", "_config", "_retry", "_answers", "_client", "_demo"]
 
 
 def _modules_after(code: str) -> set[str]:

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
-import urllib.parse
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -30,20 +28,12 @@ from typing import Any, TypeVar
 import httpx
 
 from . import __version__
+from ._answers import Answers, Attempt, end_of_stream, feed, log_done, model_ids
 from ._config import Secret, Settings, resolve, warn_if_insecure
-from ._errors import (
-    APIConnectionError,
-    APIResponseError,
-    APITimeoutError,
-    ConfigurationError,
-    StreamError,
-    VmanError,
-    error_fields,
-    status_error_class,
-)
+from ._errors import ConfigurationError, VmanError
 from ._models import Completion, CompletionBuilder, CompletionRequest, Prompt
-from ._retry import RetryPolicy, parse_retry_after
-from ._sse import SSEDecoder, loads
+from ._retry import RetryPolicy
+from ._sse import SSEDecoder
 
 __all__ = ["AsyncClient", "Client", "acomplete", "complete"]
 
@@ -52,22 +42,10 @@ T = TypeVar("T")
 
 USER_AGENT = f"vman-magic/{__version__}"
 _log = logging.getLogger("vman_magic")
-_CHAT_ONLY = re.compile(r"\bchat\b|not supported|unsupported", re.IGNORECASE)
-_SNIPPET = 200
 # httpx keeps only 20 idle connections by default: a batch with concurrency 32 then
 # closes and reopens a dozen connections on every round (~3x slower on 1,000 short
 # requests, see benchmarks/README.md). Keep every connection the pool may open.
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-
-
-class _Attempt:
-    """What one try has seen so far: retrying is allowed only before any body byte."""
-
-    __slots__ = ("received", "sent_at")
-
-    def __init__(self) -> None:
-        self.received = False
-        self.sent_at = time.perf_counter()
 
 
 class _BaseClient:
@@ -80,7 +58,7 @@ class _BaseClient:
         warn_if_insecure(settings)
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
-        self._host = urllib.parse.urlsplit(settings.base_url).hostname or settings.base_url
+        self._answers = Answers(settings)
         headers = httpx.Headers({"User-Agent": USER_AGENT})
         if settings.api_key is not None:
             key = settings.api_key.reveal().strip()
@@ -104,106 +82,12 @@ class _BaseClient:
         total = self.settings.timeout.total
         return None if total is None else time.monotonic() + total
 
-    def _scrub(self, text: str) -> str:
-        """Server text with our key masked, in case a gateway echoes it back."""
-        key = self.settings.api_key.reveal().strip() if self.settings.api_key is not None else ""
-        return text.replace(key, "****") if len(key) >= 4 else text
-
-    # -- interpreting answers ---------------------------------------------
-    def _status_error(self, response: httpx.Response, content: bytes) -> VmanError:
-        """An HTTP error status (or a redirect) as the most specific typed error."""
-        status = response.status_code
-        if status < 400:
-            where = response.headers.get("location", "another URL")
-            return APIResponseError(
-                f"the server at {self._host} redirected ({status}) to {where}: use that address as the base URL",
-                status_code=status,
-            )
-        try:
-            info = error_fields(loads(content)) if content else {}
-        except ValueError:
-            info = {}
-        message = info.get("message")
-        if message:
-            text = f"{status} from {self._host}: {self._scrub(str(message))}"
-        elif _is_html(response, content):
-            text = (
-                f"the server at {self._host} answered {status} with an HTML page, not JSON: check the base URL / proxy"
-            )
-        else:
-            snippet = self._scrub(content[:_SNIPPET].decode("utf-8", "replace").strip())
-            text = f"the server at {self._host} answered {status} {response.reason_phrase}" + (
-                f": {snippet}" if snippet else ""
-            )
-        text += _hint(status, str(message or ""))
-        return status_error_class(status)(
-            text,
-            status_code=status,
-            type=info.get("type"),
-            code=info.get("code"),
-            param=info.get("param"),
-            request_id=response.headers.get("x-request-id"),
-            retry_after=parse_retry_after(response.headers),
-        )
-
-    def _answer_kind(self, response: httpx.Response, stream: bool) -> str:
-        """``"sse"`` or ``"json"``: how to read a 2xx answer (a JSON answer to a stream request degrades)."""
-        ctype = response.headers.get("content-type", "").lower()
-        if "text/event-stream" in ctype:
-            return "sse"
-        if "html" in ctype:
-            raise APIResponseError(
-                f"the base URL {self.settings.base_url} points at a web page (HTML), not the Completions API: "
-                "is /v1 missing, or is it the wrong host?"
-            )
-        if "json" in ctype:
-            return "json"
-        return "sse" if stream else "json"
-
-    def _take_body(self, content: bytes, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
-        """A non-stream answer is one big chunk."""
-        try:
-            data = loads(content)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            snippet = self._scrub(content[:_SNIPPET].decode("utf-8", "replace"))
-            raise APIResponseError(f"the server at {self._host} answered with something that is not JSON: {snippet!r}")
-        builder.add(data)
-        if on_update is not None:
-            on_update(builder.completion)
-        return builder.finish()
-
-    def _transport_error(self, exc: httpx.RequestError, attempt: _Attempt) -> VmanError:
-        """An httpx failure as our error, with a message that says what to check."""
-        t = self.settings.timeout
-        if isinstance(exc, httpx.ConnectTimeout):
-            return APITimeoutError(f"could not connect to {self._host} within {t.connect} s: is the server up?")
-        if isinstance(exc, httpx.TimeoutException):
-            return APITimeoutError(
-                f"the server at {self._host} sent nothing for {t.read} s (read timeout); "
-                "raise it with timeout=SECONDS or VMAN_TIMEOUT if the model is just slow"
-            )
-        if isinstance(exc, httpx.ConnectError):
-            return APIConnectionError(
-                f"could not connect to {self._host} ({exc}): check the base URL and that the server is running"
-            )
-        if attempt.received:
-            return APIConnectionError(f"the connection to {self._host} broke before the answer was complete ({exc})")
-        return APIConnectionError(f"the request to {self._host} failed: {type(exc).__name__}: {exc}")
-
-    def _total_timeout(self) -> APITimeoutError:
-        return APITimeoutError(
-            f"the call took longer than the total timeout of {self.settings.timeout.total} s; "
-            "pass timeout=Timeout(total=...) to allow more"
-        )
-
     def _give_up(self, error: VmanError, builder: CompletionBuilder | None) -> None:
         """Attach the partial result to the error that ends a call."""
         if builder is not None and error.partial is None:
             error.partial = builder.fail(error)
 
-    def _retry_delay(self, error: VmanError, attempt: _Attempt, tries: int, deadline: float | None) -> float | None:
+    def _retry_delay(self, error: VmanError, attempt: Attempt, tries: int, deadline: float | None) -> float | None:
         if attempt.received:
             return None  # part of the answer arrived: never retry behind the user's back
         delay = self.retry.delay_for(error, tries)
@@ -211,62 +95,6 @@ class _BaseClient:
             return None
         _log.info("vman-magic: %s; retry %d of %d in %.1f s", error, tries + 1, self.retry.max_retries, delay)
         return delay
-
-
-def _is_html(response: httpx.Response, content: bytes) -> bool:
-    return "html" in response.headers.get("content-type", "").lower() or content.lstrip()[:1] == b"<"
-
-
-def _hint(status: int, message: str) -> str:
-    if status == 401:
-        return "; check the API key (VMAN_API_KEY, %vman key, or api_key=...)"
-    if status in (400, 403, 404, 405, 422) and _CHAT_ONLY.search(message):
-        return (
-            "; note: this is the text Completions endpoint (/v1/completions), "
-            "the model may be chat-only: pick a completions model (client.models() lists them)"
-        )
-    if status == 404:
-        return "; check the model name (client.models() lists them) and the base URL"
-    return ""
-
-
-def _feed(decoder: SSEDecoder, data: bytes, builder: CompletionBuilder, on_update: OnUpdate | None) -> None:
-    for chunk in decoder.feed(data):
-        builder.add(chunk)
-        if on_update is not None:
-            on_update(builder.completion)
-
-
-def _log_done(completion: Completion, url: str) -> Completion:
-    if _log.isEnabledFor(logging.DEBUG):
-        ttft = completion.time_to_first_token
-        _log.debug(
-            "completion from %s: %d choice(s), first token %s, total %.3f s",
-            url,
-            len(completion.choices),
-            "n/a" if ttft is None else f"{ttft:.3f} s",
-            completion.elapsed or 0.0,
-        )
-    return completion
-
-
-def _end_of_stream(decoder: SSEDecoder, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
-    """Close a stream that ended without ``[DONE]``: fine only if every choice finished."""
-    if not decoder.done:
-        for chunk in decoder.close():
-            builder.add(chunk)
-            if on_update is not None:
-                on_update(builder.completion)
-    if decoder.done:
-        return builder.finish()
-    if builder.all_finished:
-        completion = builder.finish()
-        completion.notes.append("the server closed the stream without 'data: [DONE]', but every choice had finished")
-        return completion
-    raise StreamError(
-        "the stream ended before the server said it was done (no 'data: [DONE]'); "
-        "the text that arrived is in the error's .partial"
-    )
 
 
 class Client(_BaseClient):
@@ -337,51 +165,51 @@ class Client(_BaseClient):
         url = self.settings.base_url + "/completions"
         deadline = self._deadline()
 
-        def once(attempt: _Attempt) -> Completion:
+        def once(attempt: Attempt) -> Completion:
             with self._http.stream("POST", url, json=body, headers=headers, timeout=self._httpx_timeout) as response:
                 _log.debug(
                     "POST %s -> %d after %.3f s", url, response.status_code, time.perf_counter() - attempt.sent_at
                 )
                 if not 200 <= response.status_code < 300:
-                    raise self._status_error(response, response.read())
-                if self._answer_kind(response, request.stream) == "json":
-                    return self._take_body(response.read(), builder, on_update)
+                    raise self._answers.status_error(response, response.read())
+                if self._answers.kind(response, request.stream) == "json":
+                    return self._answers.take_body(response.read(), builder, on_update)
                 decoder = SSEDecoder()
                 for data in response.iter_bytes():
                     attempt.received = True
-                    _feed(decoder, data, builder, on_update)
+                    feed(decoder, data, builder, on_update)
                     if decoder.done:
                         break
                     if deadline is not None and time.monotonic() > deadline:
-                        raise self._total_timeout()
-                return _end_of_stream(decoder, builder, on_update)
+                        raise self._answers.total_timeout()
+                return end_of_stream(decoder, builder, on_update)
 
-        return _log_done(self._with_retries(once, builder, deadline), url)
+        return log_done(self._with_retries(once, builder, deadline), url)
 
     def models(self) -> list[str]:
         """The model ids the server offers (``GET {base_url}/models``)."""
         url = self.settings.base_url + "/models"
 
-        def once(attempt: _Attempt) -> list[str]:
+        def once(attempt: Attempt) -> list[str]:
             response = self._http.get(url, headers=self._headers, timeout=self._httpx_timeout)
             _log.debug("GET %s -> %d", url, response.status_code)
             if not 200 <= response.status_code < 300:
-                raise self._status_error(response, response.content)
-            return _model_ids(response.content, self._host)
+                raise self._answers.status_error(response, response.content)
+            return model_ids(response.content, self._answers.host)
 
         return self._with_retries(once, None, self._deadline())
 
     def _with_retries(
-        self, once: Callable[[_Attempt], T], builder: CompletionBuilder | None, deadline: float | None
+        self, once: Callable[[Attempt], T], builder: CompletionBuilder | None, deadline: float | None
     ) -> T:
         tries = 0
         try:
             while True:
-                attempt = _Attempt()
+                attempt = Attempt()
                 try:
                     return once(attempt)
                 except httpx.RequestError as exc:
-                    error = self._transport_error(exc, attempt)  # raised below, unchained from httpx
+                    error = self._answers.transport_error(exc, attempt)  # raised below, unchained from httpx
                 except VmanError as exc:
                     error = exc
                 delay = self._retry_delay(error, attempt, tries, deadline)
@@ -465,7 +293,7 @@ class AsyncClient(_BaseClient):
         url = self.settings.base_url + "/completions"
         deadline = self._deadline()
 
-        async def once(attempt: _Attempt) -> Completion:
+        async def once(attempt: Attempt) -> Completion:
             async with self._http.stream(
                 "POST", url, json=body, headers=headers, timeout=self._httpx_timeout
             ) as response:
@@ -473,45 +301,45 @@ class AsyncClient(_BaseClient):
                     "POST %s -> %d after %.3f s", url, response.status_code, time.perf_counter() - attempt.sent_at
                 )
                 if not 200 <= response.status_code < 300:
-                    raise self._status_error(response, await response.aread())
-                if self._answer_kind(response, request.stream) == "json":
-                    return self._take_body(await response.aread(), builder, on_update)
+                    raise self._answers.status_error(response, await response.aread())
+                if self._answers.kind(response, request.stream) == "json":
+                    return self._answers.take_body(await response.aread(), builder, on_update)
                 decoder = SSEDecoder()
                 async for data in response.aiter_bytes():
                     attempt.received = True
-                    _feed(decoder, data, builder, on_update)
+                    feed(decoder, data, builder, on_update)
                     if decoder.done:
                         break
                     if deadline is not None and time.monotonic() > deadline:
-                        raise self._total_timeout()
-                return _end_of_stream(decoder, builder, on_update)
+                        raise self._answers.total_timeout()
+                return end_of_stream(decoder, builder, on_update)
 
-        return _log_done(await self._with_retries(once, builder, deadline), url)
+        return log_done(await self._with_retries(once, builder, deadline), url)
 
     async def models(self) -> list[str]:
         """The model ids the server offers (``GET {base_url}/models``)."""
         url = self.settings.base_url + "/models"
 
-        async def once(attempt: _Attempt) -> list[str]:
+        async def once(attempt: Attempt) -> list[str]:
             response = await self._http.get(url, headers=self._headers, timeout=self._httpx_timeout)
             _log.debug("GET %s -> %d", url, response.status_code)
             if not 200 <= response.status_code < 300:
-                raise self._status_error(response, response.content)
-            return _model_ids(response.content, self._host)
+                raise self._answers.status_error(response, response.content)
+            return model_ids(response.content, self._answers.host)
 
         return await self._with_retries(once, None, self._deadline())
 
     async def _with_retries(
-        self, once: Callable[[_Attempt], Awaitable[T]], builder: CompletionBuilder | None, deadline: float | None
+        self, once: Callable[[Attempt], Awaitable[T]], builder: CompletionBuilder | None, deadline: float | None
     ) -> T:
         tries = 0
         try:
             while True:
-                attempt = _Attempt()
+                attempt = Attempt()
                 try:
                     return await once(attempt)
                 except httpx.RequestError as exc:
-                    error = self._transport_error(exc, attempt)  # raised below, unchained from httpx
+                    error = self._answers.transport_error(exc, attempt)  # raised below, unchained from httpx
                 except VmanError as exc:
                     error = exc
                 delay = self._retry_delay(error, attempt, tries, deadline)
@@ -526,16 +354,6 @@ class AsyncClient(_BaseClient):
             if builder is not None:
                 builder.fail(exc)
             raise
-
-
-def _model_ids(content: bytes, host: str) -> list[str]:
-    try:
-        data = loads(content)
-        return [str(m["id"]) for m in data["data"]]
-    except (ValueError, KeyError, TypeError):
-        raise APIResponseError(
-            f"the server at {host} answered /models with something other than a model list; check the base URL"
-        ) from None
 
 
 # --------------------------------------------------------------------------- module-level calls

@@ -1,0 +1,225 @@
+"""Turning what a server answered into results or typed errors.
+
+:mod:`vman_magic._client` sends requests and runs the retry loop; this module
+interprets what came back, whatever it is: an HTTP error status with an
+OpenAI error body or a proxy's HTML page, a 2xx that is a web page instead of
+the API, one JSON body, an event stream that ends without ``[DONE]``, or an
+httpx transport failure. Each becomes one typed error from
+:mod:`vman_magic._errors` whose message is one line that says what to change.
+
+Server text can echo the request, so every piece of it goes through
+:meth:`Answers.scrub` before it becomes exception text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from ._config import Settings
+from ._errors import (
+    APIConnectionError,
+    APIResponseError,
+    APITimeoutError,
+    StreamError,
+    VmanError,
+    error_fields,
+    status_error_class,
+)
+from ._models import Completion, CompletionBuilder
+from ._retry import parse_retry_after
+from ._sse import SSEDecoder, loads
+
+__all__ = ["Answers", "Attempt", "end_of_stream", "feed", "log_done", "model_ids"]
+
+OnUpdate = Callable[[Completion], Any]
+
+_log = logging.getLogger("vman_magic")
+_CHAT_ONLY = re.compile(r"\bchat\b|not supported|unsupported", re.IGNORECASE)
+_SNIPPET = 200
+
+
+class Attempt:
+    """What one try has seen so far: retrying is allowed only before any body byte."""
+
+    __slots__ = ("received", "sent_at")
+
+    def __init__(self) -> None:
+        self.received = False
+        self.sent_at = time.perf_counter()
+
+
+class Answers:
+    """Reads answers for one client's settings (its host names the server in messages)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.host = urllib.parse.urlsplit(settings.base_url).hostname or settings.base_url
+
+    def scrub(self, text: str) -> str:
+        """Server text with our key masked, in case a gateway echoes it back."""
+        key = self.settings.api_key.reveal().strip() if self.settings.api_key is not None else ""
+        return text.replace(key, "****") if len(key) >= 4 else text
+
+    def status_error(self, response: httpx.Response, content: bytes) -> VmanError:
+        """An HTTP error status (or a redirect) as the most specific typed error."""
+        status = response.status_code
+        if status < 400:
+            where = response.headers.get("location", "another URL")
+            return APIResponseError(
+                f"the server at {self.host} redirected ({status}) to {where}: use that address as the base URL",
+                status_code=status,
+            )
+        try:
+            info = error_fields(loads(content)) if content else {}
+        except ValueError:
+            info = {}
+        message = info.get("message")
+        if message:
+            text = f"{status} from {self.host}: {self.scrub(str(message))}"
+        elif _is_html(response, content):
+            text = (
+                f"the server at {self.host} answered {status} with an HTML page, not JSON: check the base URL / proxy"
+            )
+        else:
+            snippet = self.scrub(content[:_SNIPPET].decode("utf-8", "replace").strip())
+            text = f"the server at {self.host} answered {status} {response.reason_phrase}" + (
+                f": {snippet}" if snippet else ""
+            )
+        text += _hint(status, str(message or ""))
+        return status_error_class(status)(
+            text,
+            status_code=status,
+            type=info.get("type"),
+            code=info.get("code"),
+            param=info.get("param"),
+            request_id=response.headers.get("x-request-id"),
+            retry_after=parse_retry_after(response.headers),
+        )
+
+    def kind(self, response: httpx.Response, stream: bool) -> str:
+        """``"sse"`` or ``"json"``: how to read a 2xx answer (a JSON answer to a stream request degrades)."""
+        ctype = response.headers.get("content-type", "").lower()
+        if "text/event-stream" in ctype:
+            return "sse"
+        if "html" in ctype:
+            raise APIResponseError(
+                f"the base URL {self.settings.base_url} points at a web page (HTML), not the Completions API: "
+                "is /v1 missing, or is it the wrong host?"
+            )
+        if "json" in ctype:
+            return "json"
+        return "sse" if stream else "json"
+
+    def take_body(self, content: bytes, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
+        """A non-stream answer is one big chunk."""
+        try:
+            data = loads(content)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            snippet = self.scrub(content[:_SNIPPET].decode("utf-8", "replace"))
+            raise APIResponseError(f"the server at {self.host} answered with something that is not JSON: {snippet!r}")
+        builder.add(data)
+        if on_update is not None:
+            on_update(builder.completion)
+        return builder.finish()
+
+    def transport_error(self, exc: httpx.RequestError, attempt: Attempt) -> VmanError:
+        """An httpx failure as our error, with a message that says what to check."""
+        t = self.settings.timeout
+        if isinstance(exc, httpx.ConnectTimeout):
+            return APITimeoutError(f"could not connect to {self.host} within {t.connect} s: is the server up?")
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(
+                f"the server at {self.host} sent nothing for {t.read} s (read timeout); "
+                "raise it with timeout=SECONDS or VMAN_TIMEOUT if the model is just slow"
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return APIConnectionError(
+                f"could not connect to {self.host} ({exc}): check the base URL and that the server is running"
+            )
+        if attempt.received:
+            return APIConnectionError(f"the connection to {self.host} broke before the answer was complete ({exc})")
+        return APIConnectionError(f"the request to {self.host} failed: {type(exc).__name__}: {exc}")
+
+    def total_timeout(self) -> APITimeoutError:
+        return APITimeoutError(
+            f"the call took longer than the total timeout of {self.settings.timeout.total} s; "
+            "pass timeout=Timeout(total=...) to allow more"
+        )
+
+
+def _is_html(response: httpx.Response, content: bytes) -> bool:
+    return "html" in response.headers.get("content-type", "").lower() or content.lstrip()[:1] == b"<"
+
+
+def _hint(status: int, message: str) -> str:
+    if status == 401:
+        return "; check the API key (VMAN_API_KEY, %vman key, or api_key=...)"
+    if status in (400, 403, 404, 405, 422) and _CHAT_ONLY.search(message):
+        return (
+            "; note: this is the text Completions endpoint (/v1/completions), "
+            "the model may be chat-only: pick a completions model (client.models() lists them)"
+        )
+    if status == 404:
+        return "; check the model name (client.models() lists them) and the base URL"
+    return ""
+
+
+def feed(decoder: SSEDecoder, data: bytes, builder: CompletionBuilder, on_update: OnUpdate | None) -> None:
+    """Fold the events completed by one network chunk into ``builder``."""
+    for chunk in decoder.feed(data):
+        builder.add(chunk)
+        if on_update is not None:
+            on_update(builder.completion)
+
+
+def log_done(completion: Completion, url: str) -> Completion:
+    """One DEBUG record per finished completion (URL and timings; never headers)."""
+    if _log.isEnabledFor(logging.DEBUG):
+        ttft = completion.time_to_first_token
+        _log.debug(
+            "completion from %s: %d choice(s), first token %s, total %.3f s",
+            url,
+            len(completion.choices),
+            "n/a" if ttft is None else f"{ttft:.3f} s",
+            completion.elapsed or 0.0,
+        )
+    return completion
+
+
+def end_of_stream(decoder: SSEDecoder, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
+    """Close a stream that ended without ``[DONE]``: fine only if every choice finished."""
+    if not decoder.done:
+        for chunk in decoder.close():
+            builder.add(chunk)
+            if on_update is not None:
+                on_update(builder.completion)
+    if decoder.done:
+        return builder.finish()
+    if builder.all_finished:
+        completion = builder.finish()
+        completion.notes.append("the server closed the stream without 'data: [DONE]', but every choice had finished")
+        return completion
+    raise StreamError(
+        "the stream ended before the server said it was done (no 'data: [DONE]'); "
+        "the text that arrived is in the error's .partial"
+    )
+
+
+def model_ids(content: bytes, host: str) -> list[str]:
+    """The ids of a ``GET /models`` answer."""
+    try:
+        data = loads(content)
+        return [str(m["id"]) for m in data["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise APIResponseError(
+            f"the server at {host} answered /models with something other than a model list; check the base URL"
+        ) from None
