@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from ._config import Settings
+from ._demo import DEMO_MODEL, is_demo_url
 from ._errors import (
     APIConnectionError,
     APIResponseError,
@@ -36,7 +37,7 @@ from ._models import Completion, CompletionBuilder
 from ._retry import parse_retry_after
 from ._sse import SSEDecoder, loads
 
-__all__ = ["Answers", "Attempt", "end_of_stream", "feed", "log_done", "model_ids"]
+__all__ = ["Answers", "Attempt", "end_of_stream", "feed", "join", "log_done", "model_ids", "one_line"]
 
 OnUpdate = Callable[[Completion], Any]
 
@@ -82,17 +83,25 @@ class Answers:
             info = {}
         message = info.get("message")
         if message:
-            text = f"{status} from {self.host}: {self.scrub(str(message))}"
+            text = f"{status} from {self.host}: {one_line(self.scrub(str(message)))}"
         elif _is_html(response, content):
-            text = (
-                f"the server at {self.host} answered {status} with an HTML page, not JSON: check the base URL / proxy"
+            return status_error_class(status)(
+                f"the server at {self.host} answered {status} with an HTML page, not JSON: "
+                + (
+                    "a proxy or gateway failed; try again in a moment, then check the base URL"
+                    if status >= 500
+                    else "check the base URL (does it end in /v1?) and any proxy in between"
+                ),
+                status_code=status,
+                request_id=response.headers.get("x-request-id"),
+                retry_after=parse_retry_after(response.headers),
             )
         else:
-            snippet = self.scrub(content[:_SNIPPET].decode("utf-8", "replace").strip())
+            snippet = one_line(self.scrub(content[:_SNIPPET].decode("utf-8", "replace")))
             text = f"the server at {self.host} answered {status} {response.reason_phrase}" + (
                 f": {snippet}" if snippet else ""
             )
-        text += _hint(status, str(message or ""))
+        text = join(text, _hint(status, str(message or ""), info.get("param"), self.settings.base_url))
         return status_error_class(status)(
             text,
             status_code=status,
@@ -139,7 +148,7 @@ class Answers:
         if isinstance(exc, httpx.TimeoutException):
             return APITimeoutError(
                 f"the server at {self.host} sent nothing for {t.read} s (read timeout); "
-                "raise it with timeout=SECONDS or VMAN_TIMEOUT if the model is just slow"
+                "if the model is just slow, raise it: --timeout S in %%complete, timeout=S, or VMAN_TIMEOUT"
             )
         if isinstance(exc, httpx.ConnectError):
             return APIConnectionError(
@@ -160,16 +169,41 @@ def _is_html(response: httpx.Response, content: bytes) -> bool:
     return "html" in response.headers.get("content-type", "").lower() or content.lstrip()[:1] == b"<"
 
 
-def _hint(status: int, message: str) -> str:
+def one_line(text: str, limit: int = _SNIPPET) -> str:
+    """Server text fit for a one-line message: whitespace runs collapsed, cut at ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def join(message: str, hint: str) -> str:
+    """``message; hint`` without doubled punctuation when the server's message ends in a full stop."""
+    return f"{message.rstrip().rstrip('.;:,')}; {hint}" if hint else message
+
+
+def _hint(status: int, message: str, param: str | None, base_url: str) -> str:
+    """What the user should change, for an HTTP error status."""
     if status == 401:
-        return "; check the API key (VMAN_API_KEY, %vman key, or api_key=...)"
+        return "check the API key (VMAN_API_KEY, %vman key, or api_key=...)"
     if status in (400, 403, 404, 405, 422) and _CHAT_ONLY.search(message):
         return (
-            "; note: this is the text Completions endpoint (/v1/completions), "
-            "the model may be chat-only: pick a completions model (client.models() lists them)"
+            "note: this is the text Completions endpoint (/v1/completions), "
+            "the model may be chat-only: pick a completions model (%vman models or client.models() lists them)"
+        )
+    if status == 404 and is_demo_url(base_url):
+        return (
+            "no VMAN_BASE_URL is set, so the offline demo server answered and it only serves "
+            f"{DEMO_MODEL!r}: set VMAN_BASE_URL (or %vman base_url URL) to your server, or drop the model setting"
         )
     if status == 404:
-        return "; check the model name (client.models() lists them) and the base URL"
+        return "check the model name (%vman models or client.models() lists them) and the base URL"
+    if status in (400, 422):
+        return f"change {param}" if param else "change what the server's message names"
+    if status == 403:
+        return "this key may not use this model or endpoint: pick another model or ask for access"
+    if status == 429:
+        return "wait a moment and run again, or send fewer requests at once"
+    if status >= 500:
+        return "the server or a proxy in front of it failed: try again in a moment"
     return ""
 
 
@@ -209,8 +243,8 @@ def end_of_stream(decoder: SSEDecoder, builder: CompletionBuilder, on_update: On
         completion.notes.append("the server closed the stream without 'data: [DONE]', but every choice had finished")
         return completion
     raise StreamError(
-        "the stream ended before the server said it was done (no 'data: [DONE]'); "
-        "the text that arrived is in the error's .partial"
+        "the stream ended before the server said it was done (no 'data: [DONE]'): the server or a proxy "
+        "cut it short; run again"
     )
 
 

@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Any, Final
 
-__all__ = ["DEMO_MODEL", "demo_base_url", "demo_notice", "demo_running"]
+__all__ = ["DEMO_MODEL", "demo_base_url", "demo_notice", "demo_running", "is_demo_url"]
 
 DEMO_MODEL: Final = "vman-demo"
 
@@ -41,6 +41,11 @@ def demo_base_url() -> str:
 def demo_running() -> bool:
     """True once the demo server was started in this process."""
     return _server is not None
+
+
+def is_demo_url(base_url: str) -> bool:
+    """True when ``base_url`` is the auto-started demo server (so a 404 can say why it answered)."""
+    return _server is not None and base_url == _server.base_url
 
 
 def demo_notice() -> str:
