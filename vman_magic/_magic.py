@@ -50,6 +50,7 @@ SHOW_PROBS_LOGPROBS = 5  # what --show-probs asks for when --logprobs is not giv
 _SHORT_FLAGS = {"temperature": "-t", "n": "-n"}
 _METAVARS = {"int": "N", "float": "X", "str": "TEXT", "stop": "S", "logit_bias": "JSON"}
 _demo_notice_shown = False
+_MAX_MESSAGE = 300  # characters of an error line under a failed cell
 
 
 def _unescape(text: str) -> str:
@@ -242,8 +243,10 @@ class VmanMagic(Magics):
             _shorten(exc, f"KeyboardInterrupt: interrupted after {view.chunks} chunks; partial text kept in {where}")
             raise
         except VmanError as exc:
-            self._keep(builder, exc, output, view)
-            _shorten(exc, f"{type(exc).__name__}: {exc}")
+            kept = self._keep(builder, exc, output, view)
+            where = " and ".join(f"`{n}`" for n in (output, "_completion") if n)
+            note = f" (the text that arrived is in {where})" if any(kept.texts) else ""
+            _shorten(exc, f"{type(exc).__name__}: {exc}", note)
             raise
         self._store(completion, output)
         view.finish(completion)
@@ -383,9 +386,17 @@ def _parse_flags(parser: Any, line: str) -> argparse.Namespace:
     return parser.parse_args(argv)  # type: ignore[no-any-return]
 
 
-def _shorten(exc: BaseException, message: str) -> None:
-    """Make IPython show ``message`` instead of a traceback through the magic."""
-    exc._render_traceback_ = lambda: [message]  # type: ignore[attr-defined]
+def _shorten(exc: BaseException, message: str, note: str = "") -> None:
+    """Make IPython show ``message`` (one line, at most ~300 characters) instead of a traceback.
+
+    Server text inside ``message`` may span lines or run long; ``note`` is
+    kept whole at the end, so where the partial text went is always shown.
+    """
+    flat = " ".join(message.split())
+    if len(flat) + len(note) > _MAX_MESSAGE:
+        flat = flat[: max(_MAX_MESSAGE - len(note) - 3, 40)] + "..."
+    line = flat + note
+    exc._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]
 
 
 def _print_dry_run(request: CompletionRequest, base_url: str, rendered: Rendered | None) -> None:
