@@ -106,6 +106,19 @@ def _complete_arguments(func: Any) -> Any:
         _argument("--dry-run", action="store_true", help="Show the prompt and request JSON; send nothing."),
         _argument("--no-template", action="store_true", help="Send {braces} as written, without variables."),
         _argument("--show-probs", action="store_true", help="Show a token-probability heatmap afterwards."),
+        _argument(
+            "--over",
+            metavar="NAME",
+            help="Run the cell once per item of the list NAME ({item}, {index}) or row of the DataFrame NAME "
+            "({column}); -o gets a BatchResult or a DataFrame with the completions. E.g. --over questions.",
+        ),
+        _argument(
+            "--sweep",
+            action="append",
+            metavar="NAME=V1,V2,...",
+            help="Run the prompt for every combination of these values (repeat for more parameters) side by side; "
+            "-o gets a SweepResult (.table). E.g. --sweep temperature=0,0.7,1.4 --sweep top_p=0.5,1.",
+        ),
     ]
     for deco in reversed(decorators):
         func = deco(func)
@@ -168,6 +181,15 @@ class VmanMagic(Magics):
         is a literal brace. In the line form, flags come first and each takes
         one value (repeat ``--stop`` for several): ``%complete -t 0 Once upon
         a time``; ``--`` ends the flags (``%complete -n 2 -- -1 is``).
+
+        Many prompts: ``--over NAME`` runs the cell per item of a list
+        (``{item}``, ``{index}``) or per row of a DataFrame (``{column}``)
+        with a progress bar; ``--sweep temperature=0,0.7,1.4`` compares
+        settings side by side::
+
+            %%complete --over questions --max-tokens 30 -o answers
+            Q: {item}
+            A:
         """
         if cell is None:
             line, prompt = _split_line(line, self.complete.parser)
@@ -179,6 +201,16 @@ class VmanMagic(Magics):
         if not prompt.strip():
             raise UsageError("the prompt is empty: write it in the cell under %%complete, or after the flags")
         self._sync_config()
+        params = {s.name: getattr(args, s.name) for s in PARAMS if getattr(args, s.name, None) is not None}
+        if params.get("max_tokens") is None and self.default_max_tokens is not None:
+            params["max_tokens"] = self.default_max_tokens
+        if args.show_probs and params.get("logprobs") is None:
+            params["logprobs"] = SHOW_PROBS_LOGPROBS
+        if args.over is not None or args.sweep:
+            from ._magic_batch import run_batch  # imported on use: %load_ext stays cheap
+
+            run_batch(self, args, prompt, params)
+            return
         rendered: Rendered | None = None
         if not args.no_template:
             try:
@@ -186,11 +218,6 @@ class VmanMagic(Magics):
             except ValidationError as exc:
                 raise UsageError(str(exc)) from None
             prompt = rendered.text
-        params = {s.name: getattr(args, s.name) for s in PARAMS if getattr(args, s.name, None) is not None}
-        if params.get("max_tokens") is None and self.default_max_tokens is not None:
-            params["max_tokens"] = self.default_max_tokens
-        if args.show_probs and params.get("logprobs") is None:
-            params["logprobs"] = SHOW_PROBS_LOGPROBS
         try:
             settings = _config.resolve(base_url=args.base_url, model=args.model, timeout=args.timeout)
             request = CompletionRequest.build(settings.require_model(), prompt, stream=not args.no_stream, **params)

@@ -1,0 +1,317 @@
+"""``%%complete --over NAME`` and ``%%complete --sweep NAME=V1,V2,...``: batches from the magic.
+
+The magic parses the flags; this module only translates them into calls of the
+batch layer, which does the real work:
+
+* ``--over`` a list (or any non-string iterable) renders the cell once per
+  item, with ``{item}`` and ``{index}`` on top of the notebook's variables,
+  and runs :func:`~vman_magic.complete_many`; the result is a
+  :class:`~vman_magic.BatchResult`.
+* ``--over`` a DataFrame runs :func:`~vman_magic.complete_frame`: ``{column}``
+  fields come from the row (columns only, so a typo is caught before
+  anything is sent); the result is a new frame with ``completion``,
+  ``completion_finish_reason``, ``completion_tokens`` and ``completion_error``.
+* ``--sweep`` (repeatable) runs :func:`~vman_magic.run_sweep` over every
+  combination; the result is a :class:`~vman_magic.SweepResult`.
+
+The rules of a single ``%%complete`` hold: every API flag applies to every
+request, requests stream unless ``--no-stream`` (so an interrupt keeps the text
+that arrived; ``--best-of`` needs ``--no-stream``), ``--dry-run`` sends
+nothing, and the result lands in ``_completion`` (and ``-o NAME``) *before*
+any error is raised. One failed item does not fail the cell (it is in the
+result and the summary counts it); a batch in which *every* item failed does,
+since that is a wrong key, server or model rather than a bad item, and "Run
+All" must stop there.
+
+Imported only when one of the two flags is used, so ``%load_ext`` stays cheap;
+pandas and tqdm are in turn imported by the batch layer only when needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from collections import ChainMap
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from IPython.core.error import UsageError
+
+from . import _config
+from ._batch import BatchInterrupted, BatchResult, complete_many
+from ._errors import ConfigurationError, ValidationError, VmanError
+from ._frame import complete_frame, render_prompts
+from ._magic import _shorten, _show_demo_notice
+from ._models import CompletionRequest
+from ._sweep import SweepResult, label, parse_sweep, run_sweep
+from ._template import Rendered, render
+
+if TYPE_CHECKING:
+    from ._magic import VmanMagic
+
+__all__ = ["FRAME_COLUMN", "run_batch"]
+
+#: The column ``--over`` a DataFrame writes the text into (plus ``_finish_reason``, ``_tokens``, ``_error``).
+FRAME_COLUMN = "completion"
+DRY_RUN_PROMPTS = 3  # how many rendered prompts ``--dry-run --over`` shows
+SHOWN_FAILURES = 3  # how many failed items are named, one line each, after a batch
+
+
+def run_batch(magics: VmanMagic, args: argparse.Namespace, template: str, params: dict[str, Any]) -> None:
+    """Run a ``%%complete`` cell that has ``--over`` or ``--sweep``; ``params`` are its API flags."""
+    if args.over is not None and args.sweep:
+        raise UsageError("--over and --sweep cannot be combined: sweep one prompt, or run one setting over the items")
+    if args.show_probs:
+        raise UsageError("--show-probs shows one completion: drop it here, and call r[i].show_probabilities() after")
+    if args.over is not None and args.no_template:
+        raise UsageError("--over fills {item} or {column} in the cell for each item: drop --no-template")
+    try:
+        settings = _config.resolve(base_url=args.base_url, model=args.model, timeout=args.timeout)
+        model = settings.require_model()
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    stream = not args.no_stream
+    if args.over is not None:
+        _Over(magics, args, settings.base_url, model, stream).run(template, params, settings.is_demo)
+    else:
+        _Sweep(magics, args, settings.base_url, model, stream).run(template, params, settings.is_demo)
+
+
+class _Job:
+    """What both flags share: the magic's namespace, connection flags, storing and failing."""
+
+    def __init__(self, magics: VmanMagic, args: argparse.Namespace, base_url: str, model: str, stream: bool) -> None:
+        self.user_ns = magics._user_ns
+        self.args = args
+        self.base_url = base_url
+        self.model = model
+        self.stream = stream
+
+    @property
+    def client_args(self) -> dict[str, Any]:
+        """Connection flags for the batch layer, which resolves the other layers itself."""
+        return {"model": self.args.model, "base_url": self.args.base_url, "timeout": self.args.timeout}
+
+    def store(self, result: Any) -> None:
+        """``_completion`` and ``-o NAME``, like a single completion (and before any error is raised)."""
+        self.user_ns["_completion"] = result
+        if self.args.output:
+            self.user_ns[self.args.output] = result
+
+    def where(self) -> str:
+        return " and ".join(f"`{n}`" for n in (self.args.output, "_completion") if n)
+
+    def interrupted(self, interrupt: BatchInterrupted, finished: int, total: int, unit: str) -> NoReturn:
+        """Store the partial result and re-raise the interrupt as one line (the cell fails, Run All stops)."""
+        self.store(interrupt.partial)
+        _shorten(
+            interrupt, f"BatchInterrupted: {finished} of {total} {unit} finished", f"; results so far in {self.where()}"
+        )
+        raise interrupt
+
+    def report(self, failures: Sequence[tuple[str, str]], total: int, unit: str) -> None:
+        """Name the first failures; fail the cell when nothing succeeded (one line then says it all)."""
+        if total and len(failures) == total:
+            error = VmanError(f"all {total} {unit} failed, e.g. {failures[0][0]}: {failures[0][1]}")
+            _shorten(error, f"VmanError: {error}", f" (results in {self.where()})")
+            raise error
+        for where, message in failures[:SHOWN_FAILURES]:
+            print(f"{where} failed: {message}")
+        if len(failures) > SHOWN_FAILURES:
+            print(f"... and {len(failures) - SHOWN_FAILURES} more")
+
+    def build(self, prompt: str, params: Mapping[str, Any]) -> CompletionRequest:
+        """The request a batch would send, for ``--dry-run`` (a bad flag becomes a UsageError)."""
+        try:
+            return CompletionRequest.build(self.model, prompt, stream=self.stream, **params)
+        except ValidationError as exc:
+            raise UsageError(str(exc)) from None
+
+    def print_request(self, request: CompletionRequest, what: str) -> None:
+        print(f"\nPOST {self.base_url}/completions   ({what})")
+        print(json.dumps(request.to_body(), ensure_ascii=False, indent=2))
+
+
+# --------------------------------------------------------------------------- --over
+
+
+class _Over(_Job):
+    """``--over NAME``: the cell's template once per item of a list or row of a DataFrame."""
+
+    def run(self, template: str, params: dict[str, Any], is_demo: bool) -> None:
+        name = self.args.over
+        value = _items(self.user_ns, name)
+        if _is_frame(value):
+            self._frame(name, value, template, params, is_demo)
+        else:
+            self._list(name, list(value), template, params, is_demo)
+
+    def _list(self, name: str, items: list[Any], template: str, params: dict[str, Any], is_demo: bool) -> None:
+        count = DRY_RUN_PROMPTS if self.args.dry_run else len(items)
+        rendered = [self._render(template, index, item) for index, item in enumerate(items[:count])]
+        if self.args.dry_run:
+            self._dry_run(f"--over {name}", len(items), "item", [f"[{i}]" for i in range(len(rendered))], rendered)
+            if rendered:
+                self.print_request(self.build(rendered[0].text, params), "item 0")
+            return
+        if rendered and rendered[0].unresolved:
+            print(_unresolved_note(rendered[0]))
+        if is_demo:
+            _show_demo_notice()
+        try:
+            result = complete_many([r.text for r in rendered], stream=self.stream, **self.client_args, **params)
+        except ValidationError as exc:
+            raise UsageError(str(exc)) from None
+        except BatchInterrupted as interrupt:
+            partial: BatchResult = interrupt.partial
+            self.interrupted(interrupt, sum(not c.incomplete for c in partial), len(partial), "items")
+        self.store(result)
+        failures = [(f"item {i}", f"{type(c.error).__name__}: {c.error}") for i, c in enumerate(result) if c.error]
+        self.report(failures, len(result), "items")
+
+    def _frame(self, name: str, df: Any, template: str, params: dict[str, Any], is_demo: bool) -> None:
+        if self.args.dry_run:
+            head = df.head(DRY_RUN_PROMPTS)
+            prompts = self._frame_prompts(head, template)
+            labels = [f"[{i!r}]" for i in head.index]
+            self._dry_run(f"--over {name}", len(df), "row", labels, [Rendered(p) for p in prompts])
+            if prompts:
+                self.print_request(self.build(prompts[0], params), f"row {head.index[0]!r}")
+            return
+        self._frame_prompts(df.head(1), template)  # a field that is no column fails here, before the progress bar
+        if is_demo:
+            _show_demo_notice()
+        try:
+            frame = complete_frame(df, template, out=FRAME_COLUMN, stream=self.stream, **self.client_args, **params)
+        except ValidationError as exc:
+            raise UsageError(str(exc)) from None
+        except BatchInterrupted as interrupt:
+            partial = interrupt.partial
+            finished = int(partial[FRAME_COLUMN + "_finish_reason"].notna().sum())
+            self.interrupted(interrupt, finished, len(partial), "rows")
+        self.store(frame)
+        errors = frame[FRAME_COLUMN + "_error"]
+        self.report([(f"row {i!r}", e) for i, e in errors.items() if e is not None], len(frame), "rows")
+
+    def _render(self, template: str, index: int, item: Any) -> Rendered:
+        """One item's prompt: ``{item}`` and ``{index}`` first, then the notebook's variables."""
+        try:
+            return render(template, ChainMap({"item": item, "index": index}, self.user_ns))
+        except ValidationError as exc:
+            raise UsageError(f"--over {self.args.over}, item {index}: {exc}") from None
+
+    def _frame_prompts(self, df: Any, template: str) -> list[str]:
+        try:
+            return render_prompts(df, template)
+        except ValidationError as exc:
+            raise UsageError(
+                f"--over {self.args.over}: {exc}. Over a DataFrame only its columns fill {{fields}}; "
+                "add a notebook value as a column first, e.g. df.assign(tone=tone)"
+            ) from None
+
+    def _dry_run(self, heading: str, total: int, unit: str, labels: list[str], rendered: list[Rendered]) -> None:
+        shown = f"; the first {len(rendered)}" if len(rendered) < total else ""
+        print(f"{heading}: {_plural(total, unit)}{shown} (nothing sent):")
+        for where, r in zip(labels, rendered, strict=True):
+            print(f"{where}\n{r.text}")
+        if rendered and rendered[0].names:
+            print("substituted: " + ", ".join("{" + n + "}" for n in rendered[0].names))
+        if rendered and rendered[0].unresolved:
+            print(_unresolved_note(rendered[0]))
+
+
+def _items(user_ns: Mapping[str, Any], name: str) -> Any:
+    """The value ``--over`` names, or a UsageError that says what to pass instead."""
+    if not name.isidentifier():
+        raise UsageError(f"--over needs the name of a list or DataFrame variable, got {name!r}")
+    if name not in user_ns:
+        raise UsageError(
+            f"--over {name}: no variable named {name!r}; define a list or DataFrame first, "
+            f"e.g. {name} = ['first', 'second'] and {{item}} in the cell"
+        )
+    value = user_ns[name]
+    if isinstance(value, (str, bytes)):
+        raise UsageError(
+            f"--over {name}: {name} is one string, not a list of items; wrap it in a list ([{name}]) "
+            "or drop --over to complete it once"
+        )
+    if not _is_frame(value):
+        try:
+            iter(value)
+        except TypeError:
+            raise UsageError(
+                f"--over {name}: a {type(value).__name__} holds no items; pass a list, tuple, Series or DataFrame"
+            ) from None
+    return value
+
+
+def _is_frame(value: Any) -> bool:
+    """True for a pandas DataFrame, without importing pandas (if it is not loaded, no value is a frame)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
+def _unresolved_note(rendered: Rendered) -> str:
+    names = ", ".join("{" + n + "}" for n in rendered.unresolved)
+    return f"kept literally (no such variable): {names}; define it, or write {{{{ }}}} to make the braces explicit"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+# --------------------------------------------------------------------------- --sweep
+
+
+class _Sweep(_Job):
+    """``--sweep NAME=V1,V2,...`` (repeatable): one prompt, every combination, side by side."""
+
+    def run(self, template: str, params: dict[str, Any], is_demo: bool) -> None:
+        try:
+            grid = parse_sweep(self.args.sweep)
+        except ValidationError as exc:
+            raise UsageError(str(exc)) from None
+        for name in grid:
+            if getattr(self.args, name, None) is not None:
+                flag = "-n" if name == "n" else "--" + name.replace("_", "-")
+                raise UsageError(f"{name} is both swept (--sweep {name}=...) and given as {flag}: drop one of them")
+            params.pop(name, None)  # a configured default (max_tokens) gives way to the sweep
+        prompt = template
+        if not self.args.no_template:
+            try:
+                prompt = render(template, self.user_ns).text
+            except ValidationError as exc:
+                raise UsageError(str(exc)) from None
+        n = params.pop("n", 1)
+        if self.args.dry_run:
+            self._dry_run(prompt, grid, n, params)
+            return
+        if is_demo:
+            _show_demo_notice()
+        try:
+            result = run_sweep(prompt, grid, n=n, stream=self.stream, **self.client_args, **params)
+        except ValidationError as exc:
+            raise UsageError(str(exc)) from None
+        except BatchInterrupted as interrupt:
+            partial: SweepResult = interrupt.partial
+            finished = sum(not c.incomplete for c in partial.completions)
+            self.interrupted(interrupt, finished, len(partial.settings), "settings")
+        self.store(result)
+        failures = [
+            (label(s), f"{type(c.error).__name__}: {c.error}")
+            for s, c in zip(result.settings, result.completions, strict=True)
+            if c.error is not None
+        ]
+        self.report(failures, len(result.settings), "settings")
+
+    def _dry_run(self, prompt: str, grid: Mapping[str, list[Any]], n: int, params: Mapping[str, Any]) -> None:
+        settings = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+        print("prompt:")
+        print(prompt)
+        print(f"\n--sweep: {_plural(len(settings), 'setting')}, n={n} each (nothing sent):")
+        for setting in settings:
+            print("  " + label(setting))
+        first = {**params, **({} if "n" in grid else {"n": n}), **settings[0]}
+        self.print_request(self.build(prompt, first), label(settings[0]))
