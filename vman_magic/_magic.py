@@ -16,6 +16,7 @@ which IPython and ipykernel use instead of the formatted traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import getpass
 import json
 import keyword
@@ -34,7 +35,7 @@ from . import _config
 from ._display import LiveView
 from ._errors import ConfigurationError, ValidationError, VmanError
 from ._models import Completion, CompletionBuilder, CompletionRequest
-from ._params import PARAMS, ParamSpec
+from ._params import PARAMS, PARAMS_BY_NAME, ParamSpec
 from ._template import Rendered, render
 
 if TYPE_CHECKING:
@@ -197,7 +198,10 @@ class VmanMagic(Magics):
             prompt = cell.rstrip("\n")
         args = _parse_flags(self.complete.parser, line)
         if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
-            raise UsageError(f"-o needs a variable name, got {args.output!r}")
+            raise UsageError(
+                f"-o needs a variable name, got {args.output!r}: letters, digits and _, "
+                "not starting with a digit and not a Python keyword, e.g. -o result"
+            )
         if not prompt.strip():
             raise UsageError("the prompt is empty: write it in the cell under %%complete, or after the flags")
         self._sync_config()
@@ -410,7 +414,27 @@ def _parse_flags(parser: Any, line: str) -> argparse.Namespace:
         argv = shlex.split(line)
     except ValueError as exc:
         raise UsageError(f"cannot read the flags: {exc} (check the quotes)") from None
-    return parser.parse_args(argv)  # type: ignore[no-any-return]
+    try:
+        return parser.parse_args(argv)  # type: ignore[no-any-return]
+    except UsageError as exc:
+        raise UsageError(_explain_flag_error(str(exc), parser)) from None
+
+
+def _explain_flag_error(message: str, parser: argparse.ArgumentParser) -> str:
+    """Add what to type instead to argparse's message: a did-you-mean, or the allowed range."""
+    unknown = re.match(r"unrecognized arguments: (\S+)", message)
+    if unknown:
+        flag = unknown.group(1).partition("=")[0]
+        close = difflib.get_close_matches(flag, list(parser._option_string_actions), n=1, cutoff=0.75)
+        return message + (f"; did you mean {close[0]}?" if close else "") + " (%%complete? lists the flags)"
+    bad_value = re.match(r"argument (\S+?)(?:/\S+)?: invalid \w+ value", message)
+    if bad_value:
+        action = parser._option_string_actions.get(bad_value.group(1))
+        spec = PARAMS_BY_NAME.get(action.dest) if action is not None else None
+        if spec is not None:
+            allowed = spec.range_text()
+            return f"{message}; {spec.name} must be {'in ' if '..' in allowed else ''}{allowed}"
+    return message
 
 
 def _shorten(exc: BaseException, message: str, note: str = "") -> None:
