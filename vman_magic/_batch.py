@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from ._batch_run import ProgressWatcher, Run, Watcher, execute, prepare, run_sync
+from ._config import Secret, as_secret
 from ._errors import ValidationError, VmanError
 from ._models import Completion, CompletionRequest, Prompt, Usage
 from ._progress import Tally, make_progress, summary_line
@@ -203,7 +204,7 @@ def complete_many(
     concurrency: int = 8,
     model: str | None = None,
     base_url: str | None = None,
-    api_key: str | None = None,
+    api_key: str | Secret | None = None,
     timeout: Any = None,
     max_retries: int | None = None,
     progress: bool = True,
@@ -224,6 +225,7 @@ def complete_many(
     :class:`BatchInterrupted` with ``.partial``, or returns the partial
     :class:`BatchResult` when ``on_interrupt="return"``.
     """
+    api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     _check_on_interrupt(on_interrupt)
     jobs = [(prompt, params) for prompt in _prompt_list(prompts)]
     run, client_args = prepare(
@@ -249,7 +251,7 @@ async def acomplete_many(
     concurrency: int = 8,
     model: str | None = None,
     base_url: str | None = None,
-    api_key: str | None = None,
+    api_key: str | Secret | None = None,
     timeout: Any = None,
     max_retries: int | None = None,
     progress: bool = True,
@@ -262,6 +264,7 @@ async def acomplete_many(
     ``CancelledError`` (so ``asyncio.timeout`` and task groups work as
     usual); a ``KeyboardInterrupt`` is handled as in :func:`complete_many`.
     """
+    api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     _check_on_interrupt(on_interrupt)
     jobs = [(prompt, params) for prompt in _prompt_list(prompts)]
     run, client_args = prepare(

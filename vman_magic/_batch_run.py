@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from ._config import resolve
+from ._config import Secret, resolve
 from ._errors import ValidationError
 from ._models import Completion, CompletionBuilder, CompletionRequest, Prompt
 from ._progress import Progress, Tally
@@ -152,7 +152,7 @@ def prepare(
     *,
     model: str | None,
     base_url: str | None,
-    api_key: str | None,
+    api_key: str | Secret | None,
     timeout: Any,
     max_retries: int | None,
     concurrency: int,

@@ -29,7 +29,7 @@ import httpx
 
 from . import __version__
 from ._answers import Answers, Attempt, end_of_stream, feed, log_done, model_ids
-from ._config import Secret, Settings, resolve, warn_if_insecure
+from ._config import Secret, Settings, as_secret, resolve, warn_if_insecure
 from ._errors import ConfigurationError, VmanError
 from ._models import Completion, CompletionBuilder, CompletionRequest, Prompt
 from ._retry import RetryPolicy
@@ -365,10 +365,6 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[
 )
 
 
-def _mask(api_key: str | Secret | None) -> Secret | None:
-    return Secret(api_key) if isinstance(api_key, str) and api_key else api_key or None
-
-
 def _pool_key(settings: Settings) -> tuple[Any, ...]:
     return (settings.base_url, settings.api_key, settings.timeout, settings.max_retries)
 
@@ -390,7 +386,7 @@ def complete(
     >>> c = complete("Once upon a time", max_tokens=20)  # doctest: +SKIP
     >>> print(c.text)                                     # doctest: +SKIP
     """
-    api_key = _mask(api_key)  # a verbose traceback shows this frame's locals
+    api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
     key = _pool_key(settings)
     with _lock:
@@ -413,7 +409,7 @@ async def acomplete(
     **params: Any,
 ) -> Completion:
     """The async twin of :func:`complete`; clients are pooled per event loop, server and key."""
-    api_key = _mask(api_key)  # a verbose traceback shows this frame's locals
+    api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
     key = _pool_key(settings)
     loop = asyncio.get_running_loop()

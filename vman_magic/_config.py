@@ -41,6 +41,7 @@ __all__ = [
     "Secret",
     "Settings",
     "Timeout",
+    "as_secret",
     "clear_session",
     "normalize_base_url",
     "resolve",
@@ -95,6 +96,15 @@ class Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("an API key (Secret) cannot be pickled; pass it again where it is needed")
+
+
+def as_secret(value: str | Secret | None) -> Secret | None:
+    """Wrap a key at the door of a public function: its frame's locals then show ``Secret('****')``.
+
+    ``%xmode Verbose`` and ``capture_locals`` tracebacks print every frame's
+    locals, so a function that takes ``api_key: str`` must rebind it at once.
+    """
+    return Secret(value) if isinstance(value, str) and value else value or None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ._batch import BatchInterrupted, BatchResult, run_blocking
 from ._batch_run import Run, Watcher, prepare
+from ._config import Secret, as_secret
 from ._errors import ValidationError
 from ._models import Completion, CompletionRequest, Prompt
 from ._params import PARAMS, PARAMS_BY_NAME
@@ -143,7 +144,7 @@ def run_sweep(
     concurrency: int = 8,
     model: str | None = None,
     base_url: str | None = None,
-    api_key: str | None = None,
+    api_key: str | Secret | None = None,
     timeout: Any = None,
     max_retries: int | None = None,
     **params: Any,
@@ -157,6 +158,7 @@ def run_sweep(
     :class:`~vman_magic._batch.BatchInterrupted` whose ``.partial`` is the
     :class:`SweepResult` so far.
     """
+    api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     if not grid:
         raise ValidationError(
             "the sweep grid is empty: give at least one parameter and its values, e.g. {'temperature': [0, 0.7, 1.4]}",
