@@ -89,6 +89,16 @@ def test_line_form_runs_over_a_list(ip: InteractiveShell) -> None:
     assert [c.request.prompt for c in ip.user_ns["r"]] == [f"Say {q}" for q in QUESTIONS]
 
 
+def test_over_an_empty_list_or_a_generator(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty list stores an empty result and says nothing was sent; a generator's items are used once."""
+    ip.user_ns["qs"] = []
+    assert run(ip, "%%complete --over qs -o r\n{item}").success
+    assert ip.user_ns["r"] == [] and "no items: nothing was sent" in capsys.readouterr().out
+    run(ip, "qs = (q.upper() for q in ['a', 'b'])")
+    assert run(ip, "%%complete --over qs -o r --max-tokens 2\n{item}").success
+    assert [c.request.prompt for c in ip.user_ns["r"]] == ["A", "B"]
+
+
 def test_one_failed_item_does_not_fail_the_cell(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
     """An item the server rejects (a prompt longer than the context) keeps its error; the others finish."""
     ip.user_ns["qs"] = ["The sea", "word " * 20000, "A cat"]

@@ -113,7 +113,9 @@ class _Job:
 
     def report(self, failures: Sequence[tuple[str, str]], total: int, unit: str) -> None:
         """Name the first failures; fail the cell when nothing succeeded (one line then says it all)."""
-        if total and len(failures) == total:
+        if not total:
+            print(f"no {unit}: nothing was sent")
+        elif len(failures) == total:
             error = VmanError(f"all {total} {unit} failed, e.g. {failures[0][0]}: {failures[0][1]}")
             _shorten(error, f"VmanError: {error}", f" (results in {self.where()})")
             raise error
