@@ -18,6 +18,7 @@ a frame that held the raw header.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 import time
@@ -363,6 +364,18 @@ _clients: dict[tuple[Any, ...], Client] = {}
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def _close_pools() -> None:
+    """Close the pooled clients at exit, so their keep-alive sockets are not left to the garbage collector."""
+    with _lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
+atexit.register(_close_pools)
 
 
 def _pool_key(settings: Settings) -> tuple[Any, ...]:
