@@ -1,9 +1,9 @@
 """Figure 6: memory held while a very long stream accumulates in a ``Completion``.
 
 Each measurement runs in a fresh interpreter so the peak RSS is its own:
-it imports everything, opens the connection, notes ``ru_maxrss``, then
+it imports everything, opens the connection, notes its current RSS, then
 streams ``tokens`` events from the pre-rendered server into one
-``Completion`` and notes the peak again. The reference is the size of what
+``Completion``; the growth is the peak RSS (``ru_maxrss``) minus that. The reference is the size of what
 the result must hold anyway: the text, and with logprobs the four per-token
 arrays (their lists, strings, floats and dicts), measured with
 ``sys.getsizeof`` on the final objects.
@@ -31,7 +31,8 @@ def deep(obj, seen):
 client = Client(base_url={url!r}, model="bench", max_retries=0)
 client.models()  # warm-up: connection and imports (a warm-up stream would set the peak itself)
 gc.collect()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with open("/proc/self/statm") as statm:  # the current RSS: an earlier transient peak must not hide growth
+    before = int(statm.read().split()[1]) * resource.getpagesize()
 completion = client.complete("x")
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 held = [c.logprobs.to_dict() if c.logprobs else None for c in completion.choices]
