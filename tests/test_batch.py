@@ -193,3 +193,13 @@ def test_the_api_key_never_shows(server: Any, capsys: pytest.CaptureFixture[str]
     shown = " ".join([repr(results), str(results), *map(repr, results), *(str(e) for e in results.errors.values())])
     out, err = capsys.readouterr()
     assert key not in shown + out + err
+
+
+def test_streamed_batches_leave_no_pending_tasks(server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Streams that end at [DONE] close httpx's byte generator on their own task, so asyncio logs nothing."""
+    caplog.set_level("ERROR", logger="asyncio")
+    for _ in range(15):
+        complete_many(
+            ["a", "b", "c", "d"], base_url=server.base_url, model="vman-demo", max_tokens=4, stream=True, progress=False
+        )
+    assert not [r for r in caplog.records if r.name == "asyncio"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import threading
 import time
@@ -306,13 +307,17 @@ class AsyncClient(_BaseClient):
                 if self._answers.kind(response, request.stream) == "json":
                     return self._answers.take_body(await response.aread(), builder, on_update)
                 decoder = SSEDecoder()
-                async for data in response.aiter_bytes():
-                    attempt.received = True
-                    feed(decoder, data, builder, on_update)
-                    if decoder.done:
-                        break
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise self._answers.total_timeout()
+                # aclosing: leaving the loop early ([DONE], an error, a cancel) must close
+                # httpx's byte generator now, on this task; left to the garbage collector it
+                # is finalised after the loop stops ("Task was destroyed but it is pending").
+                async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+                    async for data in chunks:
+                        attempt.received = True
+                        feed(decoder, data, builder, on_update)
+                        if decoder.done:
+                            break
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise self._answers.total_timeout()
                 return end_of_stream(decoder, builder, on_update)
 
         return log_done(await self._with_retries(once, builder, deadline), url)
