@@ -195,21 +195,34 @@ async def execute(
     client_args: dict[str, Any],
     publish: Callable[[], None],
 ) -> None:
-    """Run every item of ``run`` with one client, calling ``publish`` every refresh interval."""
+    """Run every item of ``run``, one lane per worker, calling ``publish`` every refresh interval.
+
+    Each worker gets its own single-connection pool ("lane") instead of all
+    workers sharing one big pool: httpcore checks every pooled connection on
+    every request it schedules, so a shared pool of 32 connections spent
+    three quarters of the batch's client CPU on bookkeeping (benchmarks,
+    figure 5). The lanes share one TLS context, so the CA bundle loads once,
+    and each keeps its connection alive across the items it runs.
+    """
+    import httpx
+
     from ._client import AsyncClient
 
     args = dict(client_args)
-    concurrency = args.pop("concurrency")
+    lanes = max(1, min(args.pop("concurrency"), run.total))
     gate = run.gate
     args["retry"] = RetryPolicy(max_retries=args.pop("max_retries"), async_sleep=gate.backoff, on_retry_after=gate.hold)
+    tls = httpx.create_ssl_context()
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    pools = [httpx.AsyncClient(verify=tls, limits=one) for _ in range(lanes)]
     ticker = asyncio.ensure_future(_tick(publish))
     try:
-        async with AsyncClient(**args) as client:
-            await _drive(run, client, concurrency)
+        await _drive(run, [AsyncClient(**args, http_client=pool) for pool in pools])
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
+        await asyncio.gather(*(pool.aclose() for pool in pools), return_exceptions=True)
 
 
 async def _tick(publish: Callable[[], None]) -> None:
@@ -218,14 +231,14 @@ async def _tick(publish: Callable[[], None]) -> None:
         publish()
 
 
-async def _drive(run: Run, client: Any, concurrency: int) -> None:
+async def _drive(run: Run, clients: list[Any]) -> None:
     indices = iter(range(run.total))  # shared: each worker takes the next unclaimed index
 
-    async def worker() -> None:
+    async def worker(client: Any) -> None:
         for index in indices:
             run.settle(index, await _one(run, client, index))
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, run.total))]
+    workers = [asyncio.ensure_future(worker(client)) for client in clients]
     try:
         await asyncio.gather(*workers)
     finally:

@@ -24,8 +24,8 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -310,7 +310,7 @@ class AsyncClient(_BaseClient):
                 # aclosing: leaving the loop early ([DONE], an error, a cancel) must close
                 # httpx's byte generator now, on this task; left to the garbage collector it
                 # is finalised after the loop stops ("Task was destroyed but it is pending").
-                async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+                async with contextlib.aclosing(cast("AsyncGenerator[bytes, None]", response.aiter_bytes())) as chunks:
                     async for data in chunks:
                         attempt.received = True
                         feed(decoder, data, builder, on_update)
