@@ -91,7 +91,7 @@ def _ours_stdlib_json(base_url: str) -> Callable[[], int]:
     inner = _ours(base_url)
 
     def run() -> int:
-        saved, sse.loads = sse.loads, json.loads
+        saved, sse.loads = sse.loads, sse.json_loads
         try:
             return inner()
         finally:
