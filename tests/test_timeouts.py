@@ -80,3 +80,22 @@ def test_default_timeouts_suit_a_notebook() -> None:
     t = _config.resolve(base_url="http://127.0.0.1:9/v1").timeout
     assert t.connect is not None and t.read is not None and t.total is not None
     assert t.connect <= 30 and t.read <= 300 and t.total <= 3600
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_total_timeout_bounds_a_silent_server_without_a_read_timeout(demo_server: Any, use_async: bool) -> None:
+    """Headers then silence with read=None: the total timeout still ends the call, and says so."""
+    import asyncio
+
+    kwargs: dict[str, Any] = {
+        "base_url": url(demo_server, fault="hang"), "model": "vman-demo", "max_tokens": 5,
+        "timeout": Timeout(read=None, total=1.5), "max_retries": 0,
+    }  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(vman_magic.APITimeoutError, match="total timeout") as info:
+        if use_async:
+            asyncio.run(vman_magic.acomplete("Hi", **kwargs))
+        else:
+            vman_magic.complete("Hi", **kwargs)
+    assert time.monotonic() - started < NEVER
+    assert info.value.partial is not None and info.value.partial.incomplete

@@ -84,6 +84,28 @@ class _BaseClient:
         total = self.settings.timeout.total
         return None if total is None else time.monotonic() + total
 
+    def _timeout_until(self, deadline: float | None) -> httpx.Timeout:
+        """httpx's per-phase timeouts, each capped by the time left before ``deadline``.
+
+        httpx has no total timeout, and the stream loop can only check the
+        deadline between chunks; capping every phase means a server that goes
+        silent cannot hold a call past the deadline, even with ``read=None``.
+        """
+        t = self._httpx_timeout
+        if deadline is None:
+            return t
+        left = max(deadline - time.monotonic(), 0.001)
+        return httpx.Timeout(
+            connect=_capped(t.connect, left), read=_capped(t.read, left), write=_capped(t.write, left),
+            pool=_capped(t.pool, left),
+        )  # fmt: skip
+
+    def _transport_error(self, exc: httpx.RequestError, attempt: Attempt, deadline: float | None) -> VmanError:
+        """An httpx failure as our error; a timeout at the deadline is the total timeout, said so."""
+        if isinstance(exc, httpx.TimeoutException) and deadline is not None and time.monotonic() >= deadline - 0.01:
+            return self._answers.total_timeout()
+        return self._answers.transport_error(exc, attempt)
+
     def _give_up(self, error: VmanError, builder: CompletionBuilder | None) -> None:
         """Attach the partial result to the error that ends a call."""
         if builder is not None and error.partial is None:
@@ -168,7 +190,9 @@ class Client(_BaseClient):
         deadline = self._deadline()
 
         def once(attempt: Attempt) -> Completion:
-            with self._http.stream("POST", url, json=body, headers=headers, timeout=self._httpx_timeout) as response:
+            with self._http.stream(
+                "POST", url, json=body, headers=headers, timeout=self._timeout_until(deadline)
+            ) as response:
                 _log.debug(
                     "POST %s -> %d after %.3f s", url, response.status_code, time.perf_counter() - attempt.sent_at
                 )
@@ -211,7 +235,7 @@ class Client(_BaseClient):
                 try:
                     return once(attempt)
                 except httpx.RequestError as exc:
-                    error = self._answers.transport_error(exc, attempt)  # raised below, unchained from httpx
+                    error = self._transport_error(exc, attempt, deadline)  # raised below, unchained from httpx
                 except VmanError as exc:
                     error = exc
                 delay = self._retry_delay(error, attempt, tries, deadline)
@@ -226,6 +250,10 @@ class Client(_BaseClient):
             if builder is not None:
                 builder.fail(exc)
             raise
+
+
+def _capped(seconds: float | None, left: float) -> float:
+    return left if seconds is None else min(seconds, left)
 
 
 class AsyncClient(_BaseClient):
@@ -297,7 +325,7 @@ class AsyncClient(_BaseClient):
 
         async def once(attempt: Attempt) -> Completion:
             async with self._http.stream(
-                "POST", url, json=body, headers=headers, timeout=self._httpx_timeout
+                "POST", url, json=body, headers=headers, timeout=self._timeout_until(deadline)
             ) as response:
                 _log.debug(
                     "POST %s -> %d after %.3f s", url, response.status_code, time.perf_counter() - attempt.sent_at
@@ -345,7 +373,7 @@ class AsyncClient(_BaseClient):
                 try:
                     return await once(attempt)
                 except httpx.RequestError as exc:
-                    error = self._answers.transport_error(exc, attempt)  # raised below, unchained from httpx
+                    error = self._transport_error(exc, attempt, deadline)  # raised below, unchained from httpx
                 except VmanError as exc:
                     error = exc
                 delay = self._retry_delay(error, attempt, tries, deadline)
