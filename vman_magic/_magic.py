@@ -5,8 +5,9 @@ The magic only translates: flags and the cell become a
 message becomes a short ``UsageError``), the client runs it with a
 :class:`~vman_magic._display.LiveView` as ``on_update``, and the result lands
 in ``_completion`` (and ``-o NAME``) *before* any error is raised, so text that
-arrived is never lost. The flags are generated from ``_params.PARAMS``, so a
-help text or a range cannot drift from the API layer.
+arrived is never lost. The flags are generated from ``_params.PARAMS`` (in
+:mod:`vman_magic._magic_flags`), so a help text or a range cannot drift from
+the API layer.
 
 Failures make the cell fail (Run All stops) but show one line, not a
 traceback through this module: the exception gets a ``_render_traceback_``,
@@ -15,27 +16,23 @@ which IPython and ipykernel use instead of the formatted traceback.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import getpass
 import json
 import keyword
-import re
-import shlex
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Float, Int, Unicode
 
 from . import _config
 from ._display import LiveView
 from ._errors import ConfigurationError, ValidationError, VmanError
+from ._magic_flags import complete_arguments, parse_flags, split_line
 from ._models import Completion, CompletionBuilder, CompletionRequest
-from ._params import PARAMS, PARAMS_BY_NAME, ParamSpec
+from ._params import PARAMS
 from ._template import Rendered, render
 
 if TYPE_CHECKING:
@@ -43,88 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = ["VmanMagic", "load_ipython_extension", "unload_ipython_extension"]
 
-# IPython's decorator factories are untyped; these aliases give them a type once.
-_argument: Callable[..., Callable[[Any], Any]] = argument
-_magic_arguments: Callable[[], Callable[[Any], Any]] = magic_arguments
-
 SHOW_PROBS_LOGPROBS = 5  # what --show-probs asks for when --logprobs is not given
-_SHORT_FLAGS = {"temperature": "-t", "n": "-n"}
-_METAVARS = {"int": "N", "float": "X", "str": "TEXT", "stop": "S", "logit_bias": "JSON"}
 _demo_notice_shown = False
 _MAX_MESSAGE = 300  # characters of an error line under a failed cell
-
-
-def _unescape(text: str) -> str:
-    r"""``'\n'`` typed in a flag becomes a newline; other text (including Chinese) is kept."""
-    try:
-        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"bad escape in {text!r}: {exc.reason}; write a literal backslash as \\\\") from None
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(
-            f"not valid JSON ({exc.msg}); quote it, e.g. --logit-bias '{{\"50256\": -100}}'"
-        ) from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"50256": -100}')
-    return value
-
-
-def _param_argument(spec: ParamSpec) -> Callable[[Any], Any]:
-    """The ``@argument`` for one API parameter, with its help and range from the table."""
-    flags = [_SHORT_FLAGS[spec.name]] if spec.name in _SHORT_FLAGS else []
-    if spec.name != "n":
-        flags.append(spec.flag)
-    help_text = f"{spec.help} Allowed: {spec.range_text()}."
-    if spec.kind == "bool":
-        return _argument(*flags, action="store_true", default=None, help=help_text)
-    kwargs: dict[str, Any] = {"dest": spec.name, "metavar": _METAVARS[spec.kind], "help": help_text}
-    if spec.kind == "int":
-        kwargs["type"] = int
-    elif spec.kind == "float":
-        kwargs["type"] = float
-    elif spec.kind == "stop":
-        kwargs.update(nargs="+", action="extend", type=_unescape)
-        kwargs["help"] += r" Escapes are decoded: --stop '\n' stops at a newline (quote it)."
-    elif spec.kind == "logit_bias":
-        kwargs["type"] = _json_object
-    return _argument(*flags, **kwargs)
-
-
-def _complete_arguments(func: Any) -> Any:
-    """Apply every ``%%complete`` flag: model, the API parameters, then the magic's own."""
-    decorators = [
-        _argument("-m", "--model", metavar="MODEL", help="Model id (default: %%vman model, VMAN_MODEL, ...)."),
-        *(_param_argument(spec) for spec in PARAMS if spec.kind != "stream_options"),
-        _argument("--no-stream", action="store_true", help="Wait for the whole answer instead of streaming."),
-        _argument("-o", "--output", metavar="NAME", help="Also store the Completion in this variable."),
-        _argument("--base-url", metavar="URL", help="Server for this call only, e.g. http://host:8000/v1."),
-        _argument("--timeout", type=float, metavar="S", help="Read timeout in seconds for this call."),
-        _argument("--dry-run", action="store_true", help="Show the prompt and request JSON; send nothing."),
-        _argument("--no-template", action="store_true", help="Send {braces} as written, without variables."),
-        _argument("--show-probs", action="store_true", help="Show a token-probability heatmap afterwards."),
-        _argument(
-            "--over",
-            metavar="NAME",
-            help="Run the cell once per item of the list NAME ({item}, {index}) or row of the DataFrame NAME "
-            "({column}); -o gets a BatchResult or a DataFrame with the completions. E.g. --over questions.",
-        ),
-        _argument(
-            "--sweep",
-            action="append",
-            metavar="NAME=V1,V2,...",
-            help="Run the prompt for every combination of these values (repeat for more parameters) side by side; "
-            "-o gets a SweepResult (.table). E.g. --sweep temperature=0,0.7,1.4 --sweep top_p=0.5,1.",
-        ),
-    ]
-    for deco in reversed(decorators):
-        func = deco(func)
-    return _magic_arguments()(func)
-
 
 _VMAN_HELP = """\
 %vman config          effective settings and where each came from (the key only as set/not set)
@@ -171,7 +89,7 @@ class VmanMagic(Magics):
 
     # -- %%complete ------------------------------------------------------------
     @no_var_expand  # type: ignore[untyped-decorator]
-    @_complete_arguments
+    @complete_arguments
     @line_cell_magic  # type: ignore[untyped-decorator]
     def complete(self, line: str, cell: str | None = None) -> None:
         """Complete the cell (or the rest of the line) with the Completions API.
@@ -193,10 +111,10 @@ class VmanMagic(Magics):
             A:
         """
         if cell is None:
-            line, prompt = _split_line(line, self.complete.parser)
+            line, prompt = split_line(line, self.complete.parser)
         else:
             prompt = cell.rstrip("\n")
-        args = _parse_flags(self.complete.parser, line)
+        args = parse_flags(self.complete.parser, line)
         if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
             raise UsageError(
                 f"-o needs a variable name, got {args.output!r}: letters, digits and _, "
@@ -374,67 +292,6 @@ class VmanMagic(Magics):
 
 
 # --------------------------------------------------------------------------- helpers
-
-_TOKEN = re.compile(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""")
-
-
-def _split_line(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
-    """Split ``%complete`` flags from the prompt, keeping the prompt exactly as typed.
-
-    Flags are read while tokens look like options; each option that takes a
-    value takes exactly one here (repeat ``--stop`` for several). The first
-    other token, or whatever follows ``--``, starts the prompt.
-    """
-    pos = 0
-    expect_value = False
-    for match in _TOKEN.finditer(line):
-        token = match.group()
-        if expect_value:
-            expect_value = False
-        elif token == "--":
-            return line[: match.start()], line[match.end() :].strip()
-        elif token.startswith("-") and len(token) > 1:
-            name, has_value, _ = token.partition("=")
-            action = parser._option_string_actions.get(name)
-            if action is not None and not has_value:
-                expect_value = action.nargs != 0
-            # unknown options and attached values (-t0.7) go to argparse as typed
-        else:
-            return line[: match.start()], line[match.start() :].strip()
-        pos = match.end()
-    return line[:pos], ""
-
-
-def _parse_flags(parser: Any, line: str) -> argparse.Namespace:
-    """Parse flags with shell quoting, so ``--stop '\\n'`` and ``--logit-bias '{...}'`` arrive unquoted.
-
-    (IPython's ``parse_argstring`` keeps the quotes in the values.)
-    """
-    try:
-        argv = shlex.split(line)
-    except ValueError as exc:
-        raise UsageError(f"cannot read the flags: {exc} (check the quotes)") from None
-    try:
-        return parser.parse_args(argv)  # type: ignore[no-any-return]
-    except UsageError as exc:
-        raise UsageError(_explain_flag_error(str(exc), parser)) from None
-
-
-def _explain_flag_error(message: str, parser: argparse.ArgumentParser) -> str:
-    """Add what to type instead to argparse's message: a did-you-mean, or the allowed range."""
-    unknown = re.match(r"unrecognized arguments: (\S+)", message)
-    if unknown:
-        flag = unknown.group(1).partition("=")[0]
-        close = difflib.get_close_matches(flag, list(parser._option_string_actions), n=1, cutoff=0.75)
-        return message + (f"; did you mean {close[0]}?" if close else "") + " (%%complete? lists the flags)"
-    bad_value = re.match(r"argument (\S+?)(?:/\S+)?: invalid \w+ value", message)
-    if bad_value:
-        action = parser._option_string_actions.get(bad_value.group(1))
-        spec = PARAMS_BY_NAME.get(action.dest) if action is not None else None
-        if spec is not None:
-            allowed = spec.range_text()
-            return f"{message}; {spec.name} must be {'in ' if '..' in allowed else ''}{allowed}"
-    return message
 
 
 def _shorten(exc: BaseException, message: str, note: str = "") -> None:

@@ -15,12 +15,8 @@ Concurrency, in one place:
 * **``Panel.run()``.** Blocks until the result is there. Without a running
   loop (a script, pytest) it is ``asyncio.run``. Inside a notebook cell the
   kernel's loop is already running in this thread, so the request runs on a
-  private loop in a worker thread that the caller joins. This is chosen over
-  ``nest_asyncio``: that patches the loop class process-wide and makes the
-  kernel's own handlers re-entrant (a widget message could start a second run
-  in the middle of the first), while a worker thread isolates the run and
-  needs no patching. The worker copies the caller's ``contextvars`` so output
-  keeps the cell's parent message.
+  private loop in a worker thread that the caller joins (why not
+  ``nest_asyncio``: see :mod:`vman_magic._panel_thread`).
 * **``Panel.stop()``.** Safe from any thread: it cancels the task through
   ``loop.call_soon_threadsafe``; the result keeps the text that arrived and
   is flagged ``incomplete=True``.
@@ -37,11 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import html
 import threading
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
@@ -51,7 +44,9 @@ from ._display import LiveView, in_kernel
 from ._errors import ValidationError, VmanError
 from ._heatmap import ProbabilityView
 from ._models import Completion, CompletionBuilder, CompletionRequest
-from ._panel_widgets import WIDGET_PARAMS, ParamControls, magic_cell, message_html, python_call
+from ._panel_code import copy_as_code, magic_cell
+from ._panel_thread import run_in_thread
+from ._panel_widgets import WIDGET_PARAMS, CodeSection, ParamControls, message_html
 from ._params import PARAMS_BY_NAME
 from ._template import render
 
@@ -59,8 +54,6 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = ["Panel", "panel"]
-
-T = TypeVar("T")
 
 _CONNECTION = ("base_url", "api_key", "model", "prompt", "var", "shell")
 _BORDER = "1px solid var(--jp-border-color2, #ddd)"
@@ -138,14 +131,14 @@ class Panel(w.VBox):  # type: ignore[misc]
         self.output.add_class("vman-live")
         self.show_probabilities = w.ToggleButton(description="Show probabilities", icon="th", layout=fit)
         self.heatmap = w.HTML()
-        self.show_code = w.ToggleButton(description="Copy as code", icon="code", layout=fit)
-        self.code_view = w.HTML()
-        self.insert_button = w.Button(description="Insert as new cell", icon="plus", layout={**fit, "display": "none"})
+        self._code_section = CodeSection(lambda: self.code, lambda: self._get_shell() is not None, fit)
+        self.show_code = self._code_section.toggle
+        self.code_view = self._code_section.view
+        self.insert_button = self._code_section.insert_button
 
         for widget in (self.model, self.prompt, self.stream, self.var):
             widget.observe(lambda _change: self._validate(), names="value")
         self.show_probabilities.observe(lambda _change: self._render_heatmap(), names="value")
-        self.show_code.observe(lambda _change: self._render_code(), names="value")
         self.run_button.on_click(self._on_run_click)
         self.stop_button.on_click(lambda _button: self.stop())
         self.refresh_button.on_click(lambda _button: self._start_model_fetch())
@@ -195,14 +188,13 @@ class Panel(w.VBox):  # type: ignore[misc]
     @property
     def code(self) -> str:
         """:attr:`magic_code` and the equivalent ``complete(...)`` call, as shown by "Copy as code"."""
-        request = self.request
-        notes = []
-        if self.prompt.value.endswith("\n"):
-            notes.append("# note: %%complete drops trailing newlines of the prompt; the call below keeps them\n")
-        if self._connection["api_key"] is not None:
-            notes.append("# note: the API key is not copied; set it with %vman key or VMAN_API_KEY\n")
-        python = python_call(request, base_url=self._base_url_flag())
-        return f"{self.magic_code}\n\n# or, from Python:\n{''.join(notes)}{python}"
+        return copy_as_code(
+            self.request,
+            self.prompt.value,
+            var=self.var.value,
+            base_url=self._base_url_flag(),
+            key_given=self._connection["api_key"] is not None,
+        )
 
     def _prompt_text(self) -> str:
         shell = self._get_shell()
@@ -243,7 +235,7 @@ class Panel(w.VBox):  # type: ignore[misc]
         self.run_button.disabled = error is not None or self.running
         self.run_button.tooltip = str(error) if error else "send the request"
         if self.show_code.value:
-            self._render_code()
+            self._code_section.render()
         return request
 
     def _check_var(self) -> None:
@@ -267,7 +259,7 @@ class Panel(w.VBox):  # type: ignore[misc]
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self._execute(request))
-        return _run_in_thread(self._execute(request), self.stop)
+        return run_in_thread(self._execute(request), self.stop)
 
     def stop(self) -> None:
         """Cancel the running request, keeping the text that arrived; safe from any thread."""
@@ -395,7 +387,7 @@ class Panel(w.VBox):  # type: ignore[misc]
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self._fetch_models())
-        return _run_in_thread(self._fetch_models(), lambda: None)
+        return run_in_thread(self._fetch_models(), lambda: None)
 
     def _start_model_fetch(self) -> None:
         try:
@@ -429,20 +421,6 @@ class Panel(w.VBox):  # type: ignore[misc]
             self.heatmap.value = ProbabilityView(self.result).html
         else:
             self.heatmap.value = ""
-
-    def _render_code(self) -> None:
-        if not self.show_code.value:
-            self.code_view.value = ""
-            self.insert_button.layout.display = "none"
-            return
-        try:
-            code = self.code
-        except ValidationError as exc:
-            self.code_view.value = message_html(f"fix the settings first: {exc}")
-            self.insert_button.layout.display = "none"
-            return
-        self.code_view.value = f"<pre style='user-select:text'>{html.escape(code)}</pre>"
-        self.insert_button.layout.display = None if self._get_shell() is not None else "none"
 
     def insert_code(self) -> None:
         """Put the ``%%complete`` cell in a new cell via ``set_next_input``.
@@ -491,27 +469,3 @@ def _check_initial(params: dict[str, Any]) -> None:
         if name == "stream":
             continue
         CompletionRequest.build("-", "", stream=name == "stream_options", **{name: value})
-
-
-def _run_in_thread(coro: Coroutine[Any, Any, T], stop: Callable[[], None]) -> T:
-    """Run ``coro`` on a private loop in a worker thread and wait for it (see module doc)."""
-    box: dict[str, Any] = {}
-    context = contextvars.copy_context()
-
-    def target() -> None:
-        try:
-            box["value"] = context.run(asyncio.run, coro)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="vman-panel-run", daemon=True)
-    thread.start()
-    try:
-        thread.join()
-    except KeyboardInterrupt:  # the kernel's interrupt lands here, not in the worker: stop it there
-        stop()
-        thread.join()
-        raise
-    if "error" in box:
-        raise box["error"]
-    return cast("T", box["value"])

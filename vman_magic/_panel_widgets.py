@@ -1,4 +1,4 @@
-"""The parameter widgets of the Playground panel, and the code they stand for.
+"""The parameter widgets of the Playground panel, and the toggle that shows their code.
 
 Every control is built from :data:`vman_magic._params.PARAMS` (range, help,
 default), so the panel cannot drift from the ``%%complete`` flags. The
@@ -10,30 +10,29 @@ widget's message line to fill.
 A parameter left at the API's documented default is not sent, so the server's
 default applies and "Copy as code" stays short. ``max_tokens`` is the
 exception: it is always sent, because it decides what a run costs and the
-magic may fill in its own default (``%config VmanMagic.default_max_tokens``). That code (:func:`magic_cell`,
-:func:`python_call`) is generated from the validated request, never from the
-widgets' strings, so it sends exactly what Run sends.
+magic may fill in its own default (``%config VmanMagic.default_max_tokens``). That code is generated
+by :mod:`vman_magic._panel_code` from the validated request, never from the
+widgets' strings, so it sends exactly what Run sends; :class:`CodeSection` shows it.
 """
 
 from __future__ import annotations
 
 import html
-import json
-import shlex
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ipywidgets as w
 
 from ._errors import ValidationError
+from ._panel_code import decode_escapes, encode_escapes, magic_cell, python_call
 from ._params import MAX_STOP, PARAMS_BY_NAME
 
-if TYPE_CHECKING:
-    from ._models import CompletionRequest
-
+# the escapes and the code generators live in _panel_code; they are re-exported so
+# imports from this module, where they were first defined, keep working
 __all__ = [
     "SLIDERS",
     "WIDGET_PARAMS",
+    "CodeSection",
     "ParamControls",
     "decode_escapes",
     "encode_escapes",
@@ -47,36 +46,9 @@ SLIDERS: dict[str, float] = {"temperature": 0.05, "top_p": 0.01, "presence_penal
 _INTS = ("max_tokens", "n", "best_of")
 WIDGET_PARAMS = (*SLIDERS, *_INTS, "logprobs", "seed", "stop", "echo")
 _LOGPROBS_OFF = "off"
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 _LABEL = {"description_width": "130px"}
 # the look of a 130px description: right-aligned, 8px before the control
 _TAG_LABEL_LAYOUT = {"width": "130px", "display": "flex", "justify_content": "flex-end", "margin": "2px 8px 2px 2px"}
-
-
-def decode_escapes(tag: str) -> str:
-    r"""Turn the backslash escapes typed into a stop tag into characters.
-
-    A tag input cannot hold a real newline, so ``\n`` (two characters) means a
-    newline, as in the ``--stop`` flag; ``\\`` is a backslash and any other
-    backslash stays as written.
-    """
-    out: list[str] = []
-    i = 0
-    while i < len(tag):
-        ch = tag[i]
-        if ch == "\\" and i + 1 < len(tag) and tag[i + 1] in _ESCAPES:
-            out.append(_ESCAPES[tag[i + 1]])
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
-
-
-def encode_escapes(text: str) -> str:
-    r"""The inverse of :func:`decode_escapes`: ``"\n"`` becomes the two characters ``\n``."""
-    reverse = {v: "\\" + k for k, v in _ESCAPES.items()}
-    return "".join(reverse.get(ch, ch) for ch in text)
 
 
 def message_html(text: str, *, error: bool = True) -> str:
@@ -201,55 +173,36 @@ class ParamControls:
 # --------------------------------------------------------------------------- "Copy as code"
 
 
-def _flag_value(value: Any) -> str:
-    """One flag value as the shell-like ``%%complete`` line expects it."""
-    if isinstance(value, str):
-        return shlex.quote(encode_escapes(value))
-    if isinstance(value, Mapping):
-        return shlex.quote(json.dumps(dict(value), ensure_ascii=False))
-    return shlex.quote(repr(value))
+class CodeSection:
+    """The "Copy as code" toggle, the code it shows, and the "Insert as new cell" button.
 
-
-def magic_cell(request: CompletionRequest, body: str, *, var: str, base_url: str | None = None) -> str:
-    """The ``%%complete`` cell that sends ``request`` (flags spelled from ``_params``).
-
-    ``body`` is the prompt as typed, ``{var}`` fields included: the magic
-    fills them from the same namespace, so the cell sends the same text.
+    ``code`` builds the text (raising ``ValidationError`` while the settings
+    are invalid); ``can_insert`` says whether there is a shell to insert into.
+    The owner wires :attr:`insert_button` and calls :meth:`render` when the
+    settings change.
     """
-    parts = ["%%complete", "--model", shlex.quote(request.model), "-o", var]
-    if base_url:
-        parts += ["--base-url", shlex.quote(base_url)]
-    if not request.stream:
-        parts.append("--no-stream")
-    for name, value in request.params().items():
-        flag = PARAMS_BY_NAME[name].flag
-        if name == "stream_options" and dict(value) == {"include_usage": True}:
-            continue  # what a streamed request asks for anyway
-        if isinstance(value, bool):
-            parts.append(flag if value else f"--no-{flag[2:]}")
-        elif name == "stop":
-            for stop in [value] if isinstance(value, str) else value:
-                # "--stop=-x": a value starting with "-" must not look like a flag
-                quoted = _flag_value(stop)
-                parts.append(f"{flag}={quoted}" if stop.startswith("-") else f"{flag} {quoted}")
-        else:
-            parts += [flag, _flag_value(value)]
-    return " ".join(parts) + "\n" + body
 
+    def __init__(self, code: Callable[[], str], can_insert: Callable[[], bool], layout: dict[str, Any]) -> None:
+        self._code = code
+        self._can_insert = can_insert
+        self.toggle = w.ToggleButton(description="Copy as code", icon="code", layout=layout)
+        self.view = w.HTML()
+        self.insert_button = w.Button(
+            description="Insert as new cell", icon="plus", layout={**layout, "display": "none"}
+        )
+        self.toggle.observe(lambda _change: self.render(), names="value")
 
-def python_call(request: CompletionRequest, *, base_url: str | None = None) -> str:
-    """The equivalent Python call, with the prompt after templating."""
-    args = [repr(request.prompt), f"model={request.model!r}"]
-    if not request.stream:
-        args.append("stream=False")
-    args += [f"{name}={_py(value)}" for name, value in request.params().items()]
-    call = "vman_magic.complete" if base_url is None else f"vman_magic.Client(base_url={base_url!r}).complete"
-    return f"import vman_magic\n\ncompletion = {call}({', '.join(args)})"
-
-
-def _py(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return repr(dict(value))
-    if isinstance(value, tuple):
-        return repr(list(value))
-    return repr(value)
+    def render(self) -> None:
+        """Show the current code (or what to fix first) while the toggle is on; hide it otherwise."""
+        if not self.toggle.value:
+            self.view.value = ""
+            self.insert_button.layout.display = "none"
+            return
+        try:
+            code = self._code()
+        except ValidationError as exc:
+            self.view.value = message_html(f"fix the settings first: {exc}")
+            self.insert_button.layout.display = "none"
+            return
+        self.view.value = f"<pre style='user-select:text'>{html.escape(code)}</pre>"
+        self.insert_button.layout.display = None if self._can_insert() else "none"
