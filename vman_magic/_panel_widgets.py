@@ -24,21 +24,15 @@ from typing import Any
 import ipywidgets as w
 
 from ._errors import ValidationError
-from ._panel_code import decode_escapes, encode_escapes, magic_cell, python_call
+from ._panel_code import decode_escapes, encode_escapes
 from ._params import MAX_STOP, PARAMS_BY_NAME
 
-# the escapes and the code generators live in _panel_code; they are re-exported so
-# imports from this module, where they were first defined, keep working
 __all__ = [
     "SLIDERS",
     "WIDGET_PARAMS",
     "CodeSection",
     "ParamControls",
-    "decode_escapes",
-    "encode_escapes",
-    "magic_cell",
     "message_html",
-    "python_call",
 ]
 
 # name -> slider step; min/max come from PARAMS
