@@ -26,3 +26,29 @@ def demo_server() -> Iterator[Any]:
 
     with serve() as server:
         yield server
+
+
+@pytest.fixture
+def vman_shell(
+    shell: InteractiveShell, demo_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[InteractiveShell]:
+    """The shell with vman_magic loaded and the demo server as session default; every setting reset afterwards.
+
+    No ``VMAN_*``/``OPENAI_*`` variable of the machine leaks in, and ``r`` and
+    ``_completion`` are removed after the test.
+    """
+    from vman_magic import _config
+
+    for name in ("VMAN_BASE_URL", "VMAN_API_KEY", "VMAN_MODEL", "VMAN_TIMEOUT", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    shell.extension_manager.load_extension("vman_magic")  # quiet when already loaded
+    _config.clear_session()
+    _config.set_session(base_url=demo_server.base_url, model="vman-demo")
+    yield shell
+    _config.clear_session()
+    magics = shell.magics_manager.registry["VmanMagic"]
+    magics.model = magics.base_url = ""
+    magics.timeout = magics.max_retries = magics.default_max_tokens = None
+    _config.set_ipython_config({})
+    for name in ("r", "_completion"):
+        shell.user_ns.pop(name, None)

@@ -18,7 +18,6 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import vman_magic
-from vman_magic import _config
 from vman_magic._models import Completion
 from vman_magic.testing import url
 
@@ -79,21 +78,11 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 @pytest.fixture
-def ip(shell: InteractiveShell, demo_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+def ip(vman_shell: InteractiveShell) -> Iterator[InteractiveShell]:
     """The shell with vman_magic loaded, the test server as session default and one retry."""
-    for name in ("VMAN_BASE_URL", "VMAN_API_KEY", "VMAN_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    shell.extension_manager.load_extension("vman_magic")
-    _config.clear_session()
-    _config.set_session(base_url=demo_server.base_url, model="vman-demo")
-    magics = shell.magics_manager.registry["VmanMagic"]
-    magics.max_retries = MAX_RETRIES
-    yield shell
-    _config.clear_session()
-    magics.max_retries = None
-    _config.set_ipython_config({})
-    for name in ("r", "ok", "_completion"):
-        shell.user_ns.pop(name, None)
+    vman_shell.magics_manager.registry["VmanMagic"].max_retries = MAX_RETRIES
+    yield vman_shell
+    vman_shell.user_ns.pop("ok", None)
 
 
 _prefixes = itertools.count()

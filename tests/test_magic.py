@@ -7,7 +7,6 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,21 +24,9 @@ SECRET = "sk-test-0123456789-do-not-leak"
 
 
 @pytest.fixture
-def ip(shell: InteractiveShell, demo_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+def ip(vman_shell: InteractiveShell) -> InteractiveShell:
     """The shell with vman_magic loaded, pointed at the test demo server, settings reset afterwards."""
-    for name in ("VMAN_BASE_URL", "VMAN_API_KEY", "VMAN_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    shell.extension_manager.load_extension("vman_magic")  # quiet when already loaded
-    _config.clear_session()
-    _config.set_session(base_url=demo_server.base_url, model="vman-demo")
-    yield shell
-    _config.clear_session()
-    magics = shell.magics_manager.registry["VmanMagic"]
-    magics.model = magics.base_url = ""
-    magics.timeout = magics.max_retries = magics.default_max_tokens = None
-    _config.set_ipython_config({})
-    for name in ("r", "_completion"):
-        shell.user_ns.pop(name, None)
+    return vman_shell
 
 
 def run(ip: InteractiveShell, cell: str) -> Any:

@@ -14,7 +14,6 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from vman_magic import _config
 from vman_magic._batch import BatchInterrupted, BatchResult, Unfinished
 from vman_magic._errors import BadRequestError, VmanError
 from vman_magic._sweep import SweepResult
@@ -25,21 +24,12 @@ QUESTIONS = ["The sea", "A small village", "Tomorrow", "The river", "In the morn
 
 
 @pytest.fixture
-def ip(shell: InteractiveShell, demo_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+def ip(vman_shell: InteractiveShell) -> Iterator[InteractiveShell]:
     """The shell with vman_magic loaded and pointed at the demo server; our variables removed afterwards."""
-    for name in ("VMAN_BASE_URL", "VMAN_API_KEY", "VMAN_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    shell.extension_manager.load_extension("vman_magic")
-    _config.clear_session()
-    _config.set_session(base_url=demo_server.base_url, model="vman-demo")
-    shell.user_ns.update(qs=list(QUESTIONS), tone="calm")
-    yield shell
-    _config.clear_session()
-    magics = shell.magics_manager.registry["VmanMagic"]
-    magics.default_max_tokens = None
-    _config.set_ipython_config({})
-    for name in ("r", "one", "df", "qs", "tone", "_completion"):
-        shell.user_ns.pop(name, None)
+    vman_shell.user_ns.update(qs=list(QUESTIONS), tone="calm")
+    yield vman_shell
+    for name in ("one", "df", "qs", "tone"):
+        vman_shell.user_ns.pop(name, None)
 
 
 def run(ip: InteractiveShell, cell: str) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,17 +20,9 @@ NEVER = 30.0  # seconds: far above any expected duration, far below "forever"
 
 
 @pytest.fixture
-def ip(shell: InteractiveShell, demo_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+def ip(vman_shell: InteractiveShell) -> InteractiveShell:
     """The shell with vman_magic loaded and the test server as the session default."""
-    for name in ("VMAN_BASE_URL", "VMAN_API_KEY", "VMAN_MODEL", "VMAN_TIMEOUT", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    shell.extension_manager.load_extension("vman_magic")
-    _config.clear_session()
-    _config.set_session(base_url=demo_server.base_url, model="vman-demo")
-    yield shell
-    _config.clear_session()
-    for name in ("r", "_completion"):
-        shell.user_ns.pop(name, None)
+    return vman_shell
 
 
 def test_hung_server_fails_the_cell_with_a_read_timeout(ip: InteractiveShell, demo_server: Any) -> None:

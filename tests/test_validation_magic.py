@@ -18,17 +18,9 @@ from vman_magic._params import PARAMS, ParamSpec
 
 
 @pytest.fixture
-def ip(shell: InteractiveShell, demo_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+def ip(vman_shell: InteractiveShell) -> InteractiveShell:
     """The shell with vman_magic loaded and the test server as the session default."""
-    for name in ("VMAN_BASE_URL", "VMAN_API_KEY", "VMAN_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    shell.extension_manager.load_extension("vman_magic")
-    _config.clear_session()
-    _config.set_session(base_url=demo_server.base_url, model="vman-demo")
-    shell.user_ns.pop("_completion", None)
-    yield shell
-    _config.clear_session()
-    _config.set_ipython_config({})
+    return vman_shell
 
 
 def _out_of_range(spec: ParamSpec) -> Iterator[tuple[str, str]]:
