@@ -138,7 +138,8 @@ def collect(run: Run) -> BatchResult:
         if settled is None:
             builder = run.live.get(index)
             if builder is not None:
-                settled = builder.fail(Unfinished("interrupted while the answer was arriving; what arrived is kept"))
+                arrived = builder.fail(Unfinished("interrupted while the answer was arriving; what arrived is kept"))
+                settled = run.own_part(index, arrived)
             else:
                 request = run.requests[index]
                 settled = Completion(request if isinstance(request, CompletionRequest) else None)
@@ -202,6 +203,7 @@ def complete_many(
     prompts: Iterable[Prompt],
     *,
     concurrency: int = 8,
+    group_size: int = 1,
     model: str | None = None,
     base_url: str | None = None,
     api_key: str | Secret | None = None,
@@ -220,6 +222,18 @@ def complete_many(
     :class:`ValidationError` before anything is sent; a bad prompt or a failed
     request only marks its own item (``.error``, ``incomplete=True``).
 
+    ``group_size=k`` (k > 1) sends up to k consecutive string prompts per
+    request, in the API's list-of-prompts form, and splits the answer back
+    into one result per prompt (choice ``i * n + j`` is prompt i's choice j);
+    it saves requests where the endpoint supports the form (measure it: see
+    ``benchmarks/README.md``). Streaming works the same. Prompts that are not
+    strings (token lists, lists of prompts) are still sent alone. A failed
+    request fails every prompt of it, and a prompt the answer holds no choice
+    for fails with :class:`APIResponseError` (an endpoint that ignores the
+    list form). The server counts tokens per request, so the first prompt of
+    each request carries that request's whole ``usage`` and the others
+    ``usage=None`` with a note; ``BatchResult.usage`` stays exact.
+
     Works in scripts and notebook cells alike (see :func:`run_sync`); shows a
     progress bar unless ``progress=False``. On interrupt raises
     :class:`BatchInterrupted` with ``.partial``, or returns the partial
@@ -236,6 +250,7 @@ def complete_many(
         timeout=timeout,
         max_retries=max_retries,
         concurrency=concurrency,
+        group_size=group_size,
     )
     watcher = ProgressWatcher(make_progress(progress, run.total))
     try:
@@ -249,6 +264,7 @@ async def acomplete_many(
     prompts: Iterable[Prompt],
     *,
     concurrency: int = 8,
+    group_size: int = 1,
     model: str | None = None,
     base_url: str | None = None,
     api_key: str | Secret | None = None,
@@ -275,6 +291,7 @@ async def acomplete_many(
         timeout=timeout,
         max_retries=max_retries,
         concurrency=concurrency,
+        group_size=group_size,
     )
     watcher = ProgressWatcher(make_progress(progress, run.total))
     try:

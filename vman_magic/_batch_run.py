@@ -10,6 +10,10 @@
   worker holds back *every* worker until the deadline.
 * A :class:`Run` keeps the finished :class:`Completion` objects and a few
   counters; nothing is kept per stream event.
+* With ``group_size=k`` a worker takes the next *group* instead: up to k
+  consecutive string prompts with the same parameters, sent as one request in
+  the API's list-of-prompts form, whose answer :func:`split_group` cuts back
+  into one result per prompt.
 * Live views (:class:`Watcher`) take immutable snapshots on the batch's loop
   and draw them in the calling thread, so notebook output lands in the
   running cell and widgets are touched from one thread only.
@@ -25,12 +29,22 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from ._config import Secret, resolve
-from ._errors import ValidationError
-from ._models import Completion, CompletionBuilder, CompletionRequest, Prompt
+from ._errors import APIResponseError, ValidationError
+from ._models import Choice, Completion, CompletionBuilder, CompletionRequest, Prompt
 from ._progress import Progress, Tally
 from ._retry import RetryPolicy
 
-__all__ = ["REFRESH_INTERVAL", "ProgressWatcher", "RateGate", "Run", "Watcher", "execute", "prepare", "run_sync"]
+__all__ = [
+    "REFRESH_INTERVAL",
+    "ProgressWatcher",
+    "RateGate",
+    "Run",
+    "Watcher",
+    "execute",
+    "prepare",
+    "run_sync",
+    "split_group",
+]
 
 S = TypeVar("S")
 
@@ -107,10 +121,13 @@ class Run:
     :meth:`Watcher.snapshot` on that same loop.
     """
 
-    def __init__(self, requests: list[CompletionRequest | ValidationError]) -> None:
+    def __init__(self, requests: list[CompletionRequest | ValidationError], group_size: int = 1) -> None:
         self.requests = requests
+        self.groups = _groups(requests, group_size)
+        """The items sent together, as index ranges in input order (all of length 1 without grouping)."""
+        self.group_of = [group for group in self.groups for _ in group]
         self.slots: list[Completion | None] = [None] * len(requests)
-        self.live: dict[int, CompletionBuilder] = {}
+        self.live: dict[int, CompletionBuilder] = {}  # every index of a group maps to the group's builder
         self.gate = RateGate()
         self.done = self.failed = self.prompt_tokens = self.completion_tokens = 0
         self.version = 0  # bumped on every change a live view may want to redraw
@@ -141,7 +158,84 @@ class Run:
         if settled is not None:
             return settled
         builder = self.live.get(index)
-        return builder.completion if builder is not None else None
+        return self.own_part(index, builder.completion) if builder is not None else None
+
+    def own_part(self, index: int, completion: Completion) -> Completion:
+        """Item ``index``'s share of the result of its request (the result itself when sent alone)."""
+        group = self.group_of[index]
+        if len(group) == 1:
+            return completion
+        return split_group(completion, _requests(self, group))[index - group.start]
+
+
+def _groups(requests: list[CompletionRequest | ValidationError], size: int) -> list[range]:
+    """Runs of up to ``size`` consecutive string prompts with equal parameters; anything else alone."""
+    groups: list[range] = []
+    start = 0
+    for index in range(1, len(requests) + 1):
+        if index == len(requests) or index - start >= size or not _joinable(requests[start], requests[index]):
+            groups.append(range(start, index))
+            start = index
+    return groups
+
+
+def _joinable(first: CompletionRequest | ValidationError, other: CompletionRequest | ValidationError) -> bool:
+    """Whether ``other`` can ride in ``first``'s request: both string prompts, the same everything else."""
+    return (
+        isinstance(first, CompletionRequest)
+        and isinstance(other, CompletionRequest)
+        and isinstance(first.prompt, str)
+        and isinstance(other.prompt, str)
+        and (first.model, first.stream, first.params()) == (other.model, other.stream, other.params())
+    )
+
+
+def _requests(run: Run, group: range) -> list[CompletionRequest]:
+    return [r for r in (run.requests[i] for i in group) if isinstance(r, CompletionRequest)]
+
+
+def split_group(group: Completion, requests: list[CompletionRequest]) -> list[Completion]:
+    """One :class:`Completion` per prompt of a list-of-prompts answer, in prompt order.
+
+    The API numbers the choices ``prompt_index * n + j``; prompt i gets choices
+    ``i * n .. i * n + n - 1`` renumbered ``0 .. n - 1``, with their texts,
+    finish reasons and logprobs, and its own ``request``. Ids, timings, notes,
+    ``incomplete`` and ``error`` are the request's, so a failed request fails
+    every prompt of it. A prompt the answer holds no choice for (an endpoint
+    that ignores the list form) fails with :class:`APIResponseError`.
+
+    Usage: the server counts tokens per request, not per prompt, and an exact
+    split is not knowable from the answer, so the first prompt's result
+    carries the request's whole ``usage`` and the others ``usage=None`` (with
+    a note saying where their tokens are counted). Batch totals stay exact.
+    """
+    n = requests[0].n or 1
+    parts: list[Completion] = []
+    for position, request in enumerate(requests):
+        part = Completion(request)
+        for name in ("id", "object", "model", "created", "system_fingerprint", "elapsed", "time_to_first_token"):
+            setattr(part, name, getattr(group, name))
+        part.incomplete, part.error, part.notes = group.incomplete, group.error, list(group.notes)
+        for j in range(n):
+            choice = group._choices.get(position * n + j)
+            if choice is not None:
+                part._choices[j] = Choice(j, choice.text, choice.finish_reason, choice.logprobs)
+        if position == 0:
+            part.usage = group.usage
+        elif group.usage is not None:
+            part.notes.append(
+                f"usage: this prompt was sent in one request with {len(requests) - 1} others; the server counts "
+                "tokens per request, so they are all in the usage of the first prompt of that request"
+            )
+        if not part._choices and group.error is None:
+            part.incomplete = True
+            part.error = APIResponseError(
+                f"the answer holds no choice for prompt {position} of a request of {len(requests)} prompts: "
+                "this endpoint may not support a list of prompts; use group_size=1",
+                partial=part,
+            )
+        parts.append(part)
+    return parts
 
 
 # --------------------------------------------------------------------------- running
@@ -156,6 +250,7 @@ def prepare(
     timeout: Any,
     max_retries: int | None,
     concurrency: int,
+    group_size: int = 1,
 ) -> tuple[Run, dict[str, Any]]:
     """Validate every ``(prompt, params)`` job before anything is sent.
 
@@ -166,6 +261,11 @@ def prepare(
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValidationError(f"concurrency must be a whole number >= 1, got {concurrency!r}", param="concurrency")
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValidationError(
+            f"group_size must be a whole number >= 1 (prompts sent per request; 1 sends each alone), got {group_size!r}",
+            param="group_size",
+        )
     client_args: dict[str, Any] = {
         "base_url": base_url,
         "api_key": api_key,
@@ -187,7 +287,7 @@ def prepare(
             requests.append(exc)
     client_args["max_retries"] = settings.max_retries
     client_args["concurrency"] = concurrency
-    return Run(requests), client_args
+    return Run(requests, group_size), client_args
 
 
 async def execute(
@@ -209,7 +309,7 @@ async def execute(
     from ._client import AsyncClient
 
     args = dict(client_args)
-    lanes = max(1, min(args.pop("concurrency"), run.total))
+    lanes = max(1, min(args.pop("concurrency"), len(run.groups)))
     gate = run.gate
     args["retry"] = RetryPolicy(max_retries=args.pop("max_retries"), async_sleep=gate.backoff, on_retry_after=gate.hold)
     tls = httpx.create_ssl_context()
@@ -232,11 +332,12 @@ async def _tick(publish: Callable[[], None]) -> None:
 
 
 async def _drive(run: Run, clients: list[Any]) -> None:
-    indices = iter(range(run.total))  # shared: each worker takes the next unclaimed index
+    groups = iter(run.groups)  # shared: each worker takes the next unclaimed group of indices
 
     async def worker(client: Any) -> None:
-        for index in indices:
-            run.settle(index, await _one(run, client, index))
+        for group in groups:
+            for index, completion in zip(group, await _one(run, client, group), strict=True):
+                run.settle(index, completion)
 
     workers = [asyncio.ensure_future(worker(client)) for client in clients]
     try:
@@ -247,24 +348,29 @@ async def _drive(run: Run, clients: list[Any]) -> None:
         await asyncio.gather(*workers, return_exceptions=True)
 
 
-async def _one(run: Run, client: Any, index: int) -> Completion:
-    request = run.requests[index]
+async def _one(run: Run, client: Any, group: range) -> list[Completion]:
+    """The results of one request: one item, or a group sent as a list of prompts."""
+    request = run.requests[group.start]
     if isinstance(request, ValidationError):
         failed = Completion()
         failed.incomplete, failed.error = True, request
-        return failed
+        return [failed]
+    requests = _requests(run, group)
+    if len(group) > 1:
+        request = request.with_changes(prompt=[r.prompt for r in requests])
     await run.gate.wait()
     builder = CompletionBuilder(request)
-    run.live[index] = builder
+    for index in group:
+        run.live[index] = builder
 
     def updated(completion: Completion) -> None:
         run.version += 1  # tells live views (the sweep grid) that text arrived
 
     try:
         completion: Completion = await client.run(request, builder, on_update=updated)
-        return completion
-    except Exception as exc:  # recorded on the item: one failure never sinks the batch
-        return builder.fail(exc)
+    except Exception as exc:  # recorded on the item(s): one failure never sinks the batch
+        completion = builder.fail(exc)
+    return split_group(completion, requests) if len(group) > 1 else [completion]
 
 
 def run_sync(

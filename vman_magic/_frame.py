@@ -43,7 +43,7 @@ def complete_frame(
     Returns a new frame and leaves ``df`` alone, unless ``inplace=True``: then
     ``df`` itself gets the columns and is returned. ``kwargs`` go to
     :func:`~vman_magic.complete_many` (``model=``, ``max_tokens=``,
-    ``progress=``, ``on_interrupt=`` ...). On interrupt the
+    ``progress=``, ``on_interrupt=``, ``group_size=`` ...). On interrupt the
     :class:`~vman_magic._batch.BatchInterrupted` carries the frame with the
     rows that finished as ``.partial``.
     """
