@@ -1,15 +1,16 @@
-"""JupyterLab in a real headless Chromium: what a student sees when running the notebooks.
+"""JupyterLab and Notebook 7 in a real headless Chromium: what a student sees when running the notebooks.
 
-The test starts its own JupyterLab on 127.0.0.1 (ephemeral port, random token,
-a temporary copy of ``notebooks/``, isolated Jupyter config, settings and
-workspace directories) whose kernels reach the session's demo server through a
-throttled ``/x/tps=8`` prefix, so one stream lasts several seconds and its
-growth can be watched. Debian's Chromium is driven by Playwright; the
-Playwright browser download is never used.
+The tests start their own JupyterLab (and, for the quickstart only, their own
+Notebook 7) on 127.0.0.1 (ephemeral port, random token, a temporary copy of
+``notebooks/``, isolated Jupyter config, settings and workspace directories)
+whose kernels reach the session's demo server through a throttled ``/x/tps=8``
+prefix, so one stream lasts several seconds and its growth can be watched.
+Debian's Chromium is driven by Playwright; the Playwright browser download is
+never used.
 
 Screenshots go to ``$VMAN_ARTIFACTS`` (default ``artifacts/`` in the repo).
-Without chromium or playwright the tests skip, except under ``CI``, where they
-must run.
+Without chromium, playwright, jupyterlab or notebook the tests skip, except
+under ``CI``, where they must run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +81,30 @@ def _unavailable(reason: str) -> None:
 
 
 @dataclass
-class Lab:
-    """A running JupyterLab: where it listens and how to log in."""
+class Jupyter:
+    """A running Jupyter app (JupyterLab or Notebook 7): where it listens, how to log in and open a notebook."""
 
     base_url: str
     token: str
     root: Path
+    notebook_route: str  # "lab/tree" (JupyterLab) or "notebooks" (Notebook 7)
+    idle: str  # selector that matches once the open notebook's kernel is started and idle
 
     def tree(self, path: str) -> str:
-        return f"{self.base_url}/lab/tree/{path}?token={self.token}"
+        return f"{self.base_url}/{self.notebook_route}/{path}?token={self.token}"
+
+
+# How each app is started, opens a notebook and shows an idle kernel. JupyterLab's status
+# bar says "Python 3 (ipykernel) | Idle"; Notebook 7 has no status bar, so its toolbar's
+# kernel indicator must say idle after the kernel name left "No Kernel" (it starts as idle).
+APPS = {
+    "jupyterlab": ("lab/tree", '.jp-StatusBar-Widget:has-text("| Idle")'),
+    "notebook": (
+        "notebooks",
+        '.jp-NotebookPanel-toolbar:not(:has(.jp-Toolbar-kernelName[aria-label="No Kernel"]))'
+        ' .jp-Notebook-ExecutionIndicator[data-status="idle"]',
+    ),
+}
 
 
 def _free_port() -> int:
@@ -100,16 +117,16 @@ def _wait_until_serving(base_url: str, token: str, proc: subprocess.Popen[bytes]
     deadline = time.monotonic() + WAIT_MS / 1000
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"{proc.args[2]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         with suppress(OSError), urllib.request.urlopen(f"{base_url}/api/status?token={token}", timeout=2) as answer:
             if answer.status == 200:
                 return
         time.sleep(0.2)
-    pytest.fail(f"jupyter lab did not answer within {WAIT_MS // 1000} s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"{proc.args[2]} did not answer within {WAIT_MS // 1000} s:\n{log.read_text()[-3000:]}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop JupyterLab (it shuts its kernels down), then anything left in its process group."""
+    """Stop the Jupyter server (it shuts its kernels down), then anything left in its process group."""
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -120,12 +137,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def lab(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """JupyterLab on a free port over a copy of the notebooks; kernels stream from a throttled demo server."""
-    if shutil.which("jupyter-lab") is None:
-        _unavailable("jupyterlab is not installed: pip install 'vman-magic[browser]'")
-    home = tmp_path_factory.mktemp("lab")
+def _serve(app: str, demo_server: Any, home: Path) -> Iterator[Jupyter]:
+    """Run ``python -m <app>`` on a free port over a copy of the notebooks in ``home``; yield it, then stop it.
+
+    Kernels stream from the throttled demo server; config, settings and workspaces are private to ``home``.
+    """
     root = home / "notebooks"
     root.mkdir()
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
@@ -149,21 +165,41 @@ def lab(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
     )
     command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+        sys.executable, "-m", app, "--no-browser", "--allow-root",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--LabApp.extension_manager=readonly", "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
-    log = home / "jupyterlab.log"
+    log = home / f"{app}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         base_url = f"http://127.0.0.1:{port}"
         _wait_until_serving(base_url, token, proc, log)
-        yield Lab(base_url, token, root)
+        yield Jupyter(base_url, token, root, *APPS[app])
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def lab(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter]:
+    """JupyterLab on a free port over a copy of the notebooks; kernels stream from a throttled demo server."""
+    if shutil.which("jupyter-lab") is None:
+        _unavailable("jupyterlab is not installed: pip install 'vman-magic[browser]'")
+    yield from _serve("jupyterlab", demo_server, tmp_path_factory.mktemp("lab"))
+
+
+@pytest.fixture(scope="module")
+def notebook7(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter]:
+    """Notebook 7 (``jupyter notebook``), set up as :func:`lab` is."""
+    try:
+        version = metadata.version("notebook")
+    except metadata.PackageNotFoundError:
+        _unavailable("notebook (Notebook 7) is not installed: pip install 'vman-magic[browser]'")
+    if int(version.split(".")[0]) < 7:
+        _unavailable(f"notebook {version} is installed, the test needs Notebook 7: pip install 'notebook>=7.2'")
+    yield from _serve("notebook", demo_server, tmp_path_factory.mktemp("notebook7"))
 
 
 @pytest.fixture(scope="module")
@@ -192,15 +228,14 @@ def artifacts() -> Path:
     return path
 
 
-@pytest.fixture
-def quickstart(lab: Lab, browser: Any) -> Iterator[Any]:
-    """A fresh page with the quickstart open, its kernel idle and ``%load_ext vman_magic`` run."""
+def _open_quickstart(app: Jupyter, browser: Any) -> Iterator[Any]:
+    """A fresh page with the quickstart open in ``app``, its kernel idle and ``%load_ext vman_magic`` run."""
     page = browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(WAIT_MS)
     try:
-        page.goto(lab.tree("01-quickstart.ipynb"))
+        page.goto(app.tree("01-quickstart.ipynb"))
         page.locator(f"{NOTEBOOK} .jp-Cell").first.wait_for()
-        page.locator(".jp-StatusBar-Widget", has_text="| Idle").first.wait_for()
+        page.locator(app.idle).first.wait_for()
         if page.locator("#jp-left-stack").is_visible():
             page.keyboard.press("Control+b")  # hide the file browser: more room for the notebook
         run_cell(page, cell(page, "%load_ext vman_magic"))
@@ -208,6 +243,18 @@ def quickstart(lab: Lab, browser: Any) -> Iterator[Any]:
         yield page
     finally:
         page.close()
+
+
+@pytest.fixture
+def quickstart(lab: Jupyter, browser: Any) -> Iterator[Any]:
+    """The quickstart in JupyterLab, ready to run (see :func:`_open_quickstart`)."""
+    yield from _open_quickstart(lab, browser)
+
+
+@pytest.fixture
+def notebook7_quickstart(notebook7: Jupyter, browser: Any) -> Iterator[Any]:
+    """The quickstart in Notebook 7, ready to run (see :func:`_open_quickstart`)."""
+    yield from _open_quickstart(notebook7, browser)
 
 
 # --------------------------------------------------------------------------- page helpers
@@ -252,9 +299,11 @@ def stdout_text(target: Any) -> str:
 # --------------------------------------------------------------------------- tests
 
 
-def test_quickstart_streams_into_the_cell_before_the_request_finishes(quickstart: Any, artifacts: Path) -> None:
-    """The %%complete cell shows text that grows while the kernel is busy; the final text is r.text."""
-    page = quickstart
+def check_quickstart_streams(page: Any, artifacts: Path, prefix: str) -> None:
+    """The %%complete cell shows text that grows while the kernel is busy; the final text is r.text.
+
+    Screenshots are ``<prefix>-streaming.png`` and ``<prefix>-final.png``.
+    """
     target = cell(page, "%%complete -o r")
     run_cell(page, target)
     samples: list[tuple[bool, int, bool]] = []  # (cell busy, characters shown, footer shown)
@@ -265,7 +314,7 @@ def test_quickstart_streams_into_the_cell_before_the_request_finishes(quickstart
         samples.append((is_busy, len(stdout_text(target)), target.locator(HTML_OUTPUT).count() > 0))
         if is_busy and samples[-1][1] > 60 and not shot:
             target.scroll_into_view_if_needed()
-            page.screenshot(path=artifacts / "quickstart-streaming.png")
+            page.screenshot(path=artifacts / f"{prefix}-streaming.png")
             shot = True
         if not is_busy and samples[-1][2]:
             break
@@ -274,13 +323,18 @@ def test_quickstart_streams_into_the_cell_before_the_request_finishes(quickstart
     assert streaming, f"no text appeared while the cell was running: {samples}"
     assert max(streaming) > min(streaming), "the shown text did not grow while the request was running"
     assert samples[-1][2], "the footer never appeared"
-    page.screenshot(path=artifacts / "quickstart-final.png")
+    page.screenshot(path=artifacts / f"{prefix}-final.png")
 
     shown = stdout_text(target)
     printer = cell(page, "print(r.text)")
     run_cell(page, printer)
     wait_done(printer)
     assert stdout_text(printer).rstrip("\n") == shown.rstrip("\n") != ""
+
+
+def test_quickstart_streams_into_the_cell_before_the_request_finishes(quickstart: Any, artifacts: Path) -> None:
+    """In JupyterLab the %%complete cell streams while the kernel is busy; the final text is r.text."""
+    check_quickstart_streams(quickstart, artifacts, "quickstart")
 
 
 def start_panel(page: Any) -> Any:
@@ -349,3 +403,9 @@ def test_panel_output_shows_the_stream(quickstart: Any, artifacts: Path) -> None
     run_cell(page, printer)
     wait_done(printer)
     assert stdout_text(printer).rstrip("\n") == live.inner_text().rstrip("\n") != ""
+
+
+# Last in the module: Notebook 7 starts only after the JupyterLab tests ran.
+def test_notebook7_quickstart_streams_into_the_cell(notebook7_quickstart: Any, artifacts: Path) -> None:
+    """The same in Notebook 7 (``jupyter notebook``, opened at /notebooks/01-quickstart.ipynb)."""
+    check_quickstart_streams(notebook7_quickstart, artifacts, "notebook7-quickstart")
