@@ -37,7 +37,7 @@ def _suites(quick: bool, install: bool) -> dict[str, Callable[[], list[Row]]]:
         "memory": lambda: bench_memory.rows(tokens=20_000 if q else 1_000_000),
         "stream": lambda: bench_stream.rows(events=2_000 if q else 50_000, repeats=2 if q else 5),
         "display": lambda: bench_display.rows(
-            tokens=2_000 if q else 20_000, slow_seconds=2 if q else 60, repeats=1 if q else 5
+            tokens=2_000 if q else 20_000, slow_seconds=2 if q else 60, repeats=1 if q else 15
         ),
         "load": lambda: bench_load.rows(repeats=1 if q else 7, install=install and not q),
         "ttft": lambda: bench_ttft.rows(repeats=2 if q else 9),
