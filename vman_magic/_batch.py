@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from ._batch_run import ProgressWatcher, Run, Watcher, execute, prepare, run_sync
@@ -240,24 +240,24 @@ def complete_many(
     :class:`BatchResult` when ``on_interrupt="return"``.
     """
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
-    _check_on_interrupt(on_interrupt)
-    jobs = [(prompt, params) for prompt in _prompt_list(prompts)]
-    run, client_args = prepare(
-        jobs,
-        model=model,
-        base_url=base_url,
-        api_key=api_key,
-        timeout=timeout,
-        max_retries=max_retries,
-        concurrency=concurrency,
-        group_size=group_size,
-    )
-    watcher = ProgressWatcher(make_progress(progress, run.total))
+    run, client_args, watcher = _begin(
+        prompts, params, on_interrupt, progress, model=model, base_url=base_url, api_key=api_key,
+        timeout=timeout, max_retries=max_retries, concurrency=concurrency, group_size=group_size,
+    )  # fmt: skip
     try:
         return run_blocking(run, client_args, watcher)
     except BatchInterrupted as interrupt:
         result: BatchResult = _give_back(interrupt, on_interrupt)
         return result
+
+
+def _begin(
+    prompts: Iterable[Prompt], params: Mapping[str, Any], on_interrupt: str, progress: bool, **client: Any
+) -> tuple[Run, dict[str, Any], ProgressWatcher]:
+    """What both entry points do before sending: check the options, validate every item, make the bar."""
+    _check_on_interrupt(on_interrupt)
+    run, client_args = prepare([(prompt, params) for prompt in _prompt_list(prompts)], **client)
+    return run, client_args, ProgressWatcher(make_progress(progress, run.total))
 
 
 async def acomplete_many(
@@ -281,19 +281,10 @@ async def acomplete_many(
     usual); a ``KeyboardInterrupt`` is handled as in :func:`complete_many`.
     """
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
-    _check_on_interrupt(on_interrupt)
-    jobs = [(prompt, params) for prompt in _prompt_list(prompts)]
-    run, client_args = prepare(
-        jobs,
-        model=model,
-        base_url=base_url,
-        api_key=api_key,
-        timeout=timeout,
-        max_retries=max_retries,
-        concurrency=concurrency,
-        group_size=group_size,
-    )
-    watcher = ProgressWatcher(make_progress(progress, run.total))
+    run, client_args, watcher = _begin(
+        prompts, params, on_interrupt, progress, model=model, base_url=base_url, api_key=api_key,
+        timeout=timeout, max_retries=max_retries, concurrency=concurrency, group_size=group_size,
+    )  # fmt: skip
     try:
         await execute(run, client_args, lambda: watcher.render(watcher.snapshot(run)))
     except KeyboardInterrupt:
