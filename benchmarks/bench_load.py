@@ -35,7 +35,7 @@ start = time.perf_counter()
 import vman_magic
 seconds = time.perf_counter() - start
 after_import = "ipywidgets" in sys.modules
-import vman_magic._panel  # the panel is the one part that needs ipywidgets
+import vman_magic.notebook.panel  # the panel is the one part that needs ipywidgets
 print(json.dumps({"s": seconds, "import": after_import, "panel": "ipywidgets" in sys.modules}))
 """
 

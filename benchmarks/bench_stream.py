@@ -86,7 +86,7 @@ def _bare(base_url: str) -> Callable[[], int]:
 
 def _ours_stdlib_json(base_url: str) -> Callable[[], int]:
     """Ours with the decoder's orjson fast path switched off (what users without orjson get)."""
-    import vman_magic._sse as sse
+    import vman_magic.client.sse as sse
 
     inner = _ours(base_url)
 

@@ -2,7 +2,7 @@
 
 The demo server waits ``first_token_ms=300`` before its first token. Ours is
 timed from just before ``Client.run`` to the first ``write`` the
-:class:`~vman_magic._display.LiveView` makes (what a user sees); the peer is a
+:class:`~vman_magic.notebook.display.LiveView` makes (what a user sees); the peer is a
 bare ``httpx`` request of the same body, timed to its first body byte. Both
 reuse a warm connection, alternate, and the difference of the medians is our
 overhead: request building, decoding, the builder and the view.
@@ -37,8 +37,8 @@ class _FirstWrite:
 def measure(repeats: int) -> tuple[float, float]:
     """Median seconds to the view's first write, and to httpx's first body byte."""
     from vman_magic import Client, CompletionRequest
-    from vman_magic._display import LiveView
-    from vman_magic._models import CompletionBuilder
+    from vman_magic.core.models import CompletionBuilder
+    from vman_magic.notebook.display import LiveView
 
     ours, raw = [], []
     with demo_server() as base_url:

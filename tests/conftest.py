@@ -37,7 +37,7 @@ def vman_shell(
     No ``VMAN_*``/``OPENAI_*`` variable of the machine leaks in, and ``r`` and
     ``_completion`` are removed after the test.
     """
-    from vman_magic import _config
+    from vman_magic.core import config as _config
 
     for name in ("VMAN_BASE_URL", "VMAN_API_KEY", "VMAN_MODEL", "VMAN_TIMEOUT", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)

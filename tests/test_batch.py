@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from vman_magic import BadRequestError, ValidationError
-from vman_magic._batch import BatchInterrupted, Unfinished, acomplete_many, complete_many
-from vman_magic._client import Client
+from vman_magic.batch.many import BatchInterrupted, Unfinished, acomplete_many, complete_many
+from vman_magic.client.client import Client
 from vman_magic.testing import serve
 
 PROMPTS = ["Once upon a time", "The cat", "In the morning", "A small village", "The river", "Tomorrow"]

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from vman_magic import APIResponseError, BadRequestError, ValidationError
-from vman_magic._batch import BatchInterrupted, Unfinished, acomplete_many, complete_many
-from vman_magic._batch_run import split_group
-from vman_magic._models import CompletionBuilder, CompletionRequest
+from vman_magic.batch.engine import split_group
+from vman_magic.batch.many import BatchInterrupted, Unfinished, acomplete_many, complete_many
+from vman_magic.core.models import CompletionBuilder, CompletionRequest
 
 PROMPTS = ["Once upon a time", "The cat", "In the morning", "A small village", "The river", "Tomorrow"]
 # Greedy: the demo server seeds each prompt's sampler by its position in the request, so seeded

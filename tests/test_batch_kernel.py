@@ -97,7 +97,7 @@ def test_sweep_grid_is_one_display_updated_in_place(kernel: tuple[KernelManager,
     _, kc = kernel
     reply, messages = execute(
         kc,
-        "from vman_magic._sweep import run_sweep\n"
+        "from vman_magic.batch.sweep import run_sweep\n"
         "s = run_sweep('Once upon a time', {'temperature': [0.0, 1.0]}, max_tokens=8, seed=1)",
     )
     assert reply["status"] == "ok"

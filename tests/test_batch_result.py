@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from vman_magic._batch import BatchResult, Unfinished
-from vman_magic._batch_run import RateGate
-from vman_magic._errors import BadRequestError
-from vman_magic._models import CompletionBuilder, CompletionRequest
-from vman_magic._progress import Tally, summary_line
+from vman_magic.batch.engine import RateGate
+from vman_magic.batch.many import BatchResult, Unfinished
+from vman_magic.batch.progress import Tally, summary_line
+from vman_magic.core.errors import BadRequestError
+from vman_magic.core.models import CompletionBuilder, CompletionRequest
 
 
 def _done(text: str, prompt_tokens: int, completion_tokens: int) -> CompletionBuilder:

@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from vman_magic._client import USER_AGENT, Client
-from vman_magic._errors import (
+from vman_magic.client.client import USER_AGENT, Client
+from vman_magic.client.retry import RetryPolicy
+from vman_magic.core.errors import (
     APIConnectionError,
     APIResponseError,
     APITimeoutError,
@@ -24,8 +25,7 @@ from vman_magic._errors import (
     StreamError,
     ValidationError,
 )
-from vman_magic._models import CompletionBuilder, CompletionRequest
-from vman_magic._retry import RetryPolicy
+from vman_magic.core.models import CompletionBuilder, CompletionRequest
 
 KEY = "sk-unit-test-5e1d2c7b"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -329,7 +329,7 @@ def test_keyboard_interrupt_keeps_the_partial_in_the_builder() -> None:
 
 def test_total_timeout_is_enforced_between_chunks() -> None:
     """A total deadline that has passed stops the stream with APITimeoutError and the partial."""
-    from vman_magic._config import Timeout
+    from vman_magic.core.config import Timeout
 
     body = sse(chunk("a"), done=False)
     server = Recorder(

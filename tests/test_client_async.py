@@ -10,10 +10,10 @@ import httpx
 import pytest
 from test_client import KEY, Recorder, chunk, sse, stream_response
 
-from vman_magic._client import AsyncClient
-from vman_magic._errors import RateLimitError, StreamError
-from vman_magic._models import Completion, CompletionBuilder, CompletionRequest
-from vman_magic._retry import RetryPolicy
+from vman_magic.client.client import AsyncClient
+from vman_magic.client.retry import RetryPolicy
+from vman_magic.core.errors import RateLimitError, StreamError
+from vman_magic.core.models import Completion, CompletionBuilder, CompletionRequest
 
 
 class Hanging(httpx.AsyncByteStream):

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 import vman_magic
-from vman_magic import _client
-from vman_magic._client import AsyncClient, Client
-from vman_magic._config import clear_session, set_ipython_config
-from vman_magic._errors import APIConnectionError, StreamError
-from vman_magic._models import Completion, CompletionBuilder, CompletionRequest
+from vman_magic.client import client as _client
+from vman_magic.client.client import AsyncClient, Client
+from vman_magic.core.config import clear_session, set_ipython_config
+from vman_magic.core.errors import APIConnectionError, StreamError
+from vman_magic.core.models import Completion, CompletionBuilder, CompletionRequest
 from vman_magic.testing import serve, url
 
 SEEDED = {"max_tokens": 24, "temperature": 0.9, "seed": 1234}
@@ -113,7 +113,7 @@ def test_no_base_url_starts_the_demo_server(monkeypatch: pytest.MonkeyPatch, cap
         result = vman_magic.complete("Once upon a time", max_tokens=6)
         again = vman_magic.complete("Once upon a time", max_tokens=6)
     assert result.model == "vman-demo" and result.text and again.text
-    from vman_magic._demo import demo_notice, demo_running
+    from vman_magic.demo.launch import demo_notice, demo_running
 
     assert demo_running() and "127.0.0.1" in demo_notice()
     notices = [r for r in caplog.records if "offline demo model" in r.getMessage()]
@@ -263,7 +263,7 @@ def test_demo_server_starts_once_for_concurrent_callers() -> None:
     """Many threads asking for the demo server at once all get the same one."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from vman_magic._demo import demo_base_url
+    from vman_magic.demo.launch import demo_base_url
 
     with ThreadPoolExecutor(8) as pool:
         urls = set(pool.map(lambda _: demo_base_url(), range(16)))

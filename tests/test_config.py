@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from vman_magic._config import (
+from vman_magic.core.config import (
     InsecureKeyWarning,
     Secret,
     Timeout,
@@ -20,7 +20,7 @@ from vman_magic._config import (
     set_session,
     warn_if_insecure,
 )
-from vman_magic._errors import ConfigurationError
+from vman_magic.core.errors import ConfigurationError
 
 ENV_NAMES = ("VMAN_BASE_URL", "VMAN_API_KEY", "VMAN_MODEL", "VMAN_TIMEOUT", "VMAN_MAX_RETRIES")
 KEY = "sk-config-test-7f3a9c"

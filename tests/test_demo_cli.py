@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from vman_magic import _config
 from vman_magic._demo_cli import main
+from vman_magic.core import config as _config
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,9 @@ from typing import Any
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from vman_magic._display import GRID_INTERVAL, STREAM_INTERVAL, LiveView, clean_stream_text
-from vman_magic._errors import APIConnectionError
-from vman_magic._models import CompletionBuilder, CompletionRequest
+from vman_magic.core.errors import APIConnectionError
+from vman_magic.core.models import CompletionBuilder, CompletionRequest
+from vman_magic.notebook.display import GRID_INTERVAL, STREAM_INTERVAL, LiveView, clean_stream_text
 
 
 class CountingWriter(io.StringIO):

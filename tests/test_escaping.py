@@ -11,10 +11,10 @@ import re
 from typing import Any
 
 from vman_magic import Client
-from vman_magic._batch_run import prepare
-from vman_magic._display import LiveView
-from vman_magic._models import Completion, CompletionBuilder, CompletionRequest
-from vman_magic._sweep import _bundle, _cells
+from vman_magic.batch.engine import prepare
+from vman_magic.batch.sweep import _bundle, _cells
+from vman_magic.core.models import Completion, CompletionBuilder, CompletionRequest
+from vman_magic.notebook.display import LiveView
 
 HOSTILE = "<script>alert(1)</script> <img src=x onerror=alert(1)> &amp; <b>bold</b>"
 RAW_TAG = re.compile(r"<\s*(script|img|b)\b", re.IGNORECASE)

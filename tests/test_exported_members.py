@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 import vman_magic
-from vman_magic import _errors
+from vman_magic.core import errors as _errors
 
 
 def test_all_is_sorted_and_unique() -> None:

@@ -18,7 +18,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import vman_magic
-from vman_magic._models import Completion
+from vman_magic.core.models import Completion
 from vman_magic.testing import url
 
 MAX_RETRIES = 1  # every retryable fault is sent exactly twice

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from vman_magic import ValidationError
-from vman_magic._batch import complete_many
-from vman_magic._frame import complete_frame, render_prompts
+from vman_magic.batch.frame import complete_frame, render_prompts
+from vman_magic.batch.many import complete_many
 
 SEEDED = {"max_tokens": 5, "temperature": 1.0, "seed": 3, "progress": False}
 

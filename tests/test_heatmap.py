@@ -6,8 +6,8 @@ import math
 from html.parser import HTMLParser
 from typing import Any
 
-from vman_magic._heatmap import NO_LOGPROBS_NOTE, ProbabilityView, probability_bin
-from vman_magic._models import CompletionBuilder, CompletionRequest
+from vman_magic.core.heatmap import NO_LOGPROBS_NOTE, ProbabilityView, probability_bin
+from vman_magic.core.models import CompletionBuilder, CompletionRequest
 
 # Tags and attributes JupyterLab's sanitizer keeps for untrusted outputs
 # (allowedAttributes["*"] in @jupyterlab/apputils' Sanitizer, the subset we use).

@@ -7,7 +7,17 @@ import sys
 
 import pytest
 
-CLIENT_LAYER = ["_params", "_errors", "_models", "_sse", "_config", "_retry", "_answers", "_client", "_demo"]
+CLIENT_LAYER = [
+    "core.params",
+    "core.errors",
+    "core.models",
+    "core.config",
+    "client.sse",
+    "client.retry",
+    "client.answers",
+    "client.client",
+    "demo.launch",
+]
 
 
 def _modules_after(code: str) -> set[str]:
@@ -32,5 +42,5 @@ def test_client_layer_module_imports_alone(module: str) -> None:
 
 def test_plain_import_does_not_start_or_load_the_demo_server() -> None:
     """Importing the client does not import the server package; it loads only when needed."""
-    code = "import vman_magic._client\nimport sys\nassert 'vman_magic.server' not in sys.modules"
+    code = "import vman_magic.client.client\nimport sys\nassert 'vman_magic.demo.app' not in sys.modules and 'h11' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -14,10 +14,10 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from vman_magic import _config
-from vman_magic._display import clean_stream_text
-from vman_magic._errors import AuthenticationError, BadRequestError, NotFoundError
-from vman_magic._models import Completion
+from vman_magic.core import config as _config
+from vman_magic.core.errors import AuthenticationError, BadRequestError, NotFoundError
+from vman_magic.core.models import Completion
+from vman_magic.notebook.display import clean_stream_text
 from vman_magic.testing import url
 
 SECRET = "sk-test-0123456789-do-not-leak"
@@ -292,7 +292,7 @@ def test_demo_notice_is_printed_once(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no base URL configured the first call says it uses the demo model; later calls stay quiet."""
-    monkeypatch.setattr("vman_magic._magic._demo_notice_shown", False)
+    monkeypatch.setattr("vman_magic.notebook.magic._demo_notice_shown", False)
     _config.set_session(base_url=None, model=None)
     assert run(ip, "%%complete --max-tokens 2\nOnce").success
     assert capsys.readouterr().out.count("offline demo model") == 1
@@ -302,7 +302,7 @@ def test_demo_notice_is_printed_once(
 
 def test_vman_panel_opens_the_playground(ip: InteractiveShell) -> None:
     """%vman panel PROMPT returns the panel (displayed as the cell's value) with that prompt."""
-    from vman_magic._panel import Panel
+    from vman_magic.notebook.panel import Panel
 
     result = run(ip, "%vman panel Once upon a time")
     assert result.success and isinstance(result.result, Panel)
@@ -310,7 +310,7 @@ def test_vman_panel_opens_the_playground(ip: InteractiveShell) -> None:
 
 def test_help_lists_every_api_parameter_from_the_table(ip: InteractiveShell) -> None:
     """%%complete? documents a flag for every API parameter, with the table's help and range."""
-    from vman_magic._params import PARAMS
+    from vman_magic.core.params import PARAMS
 
     doc = ip.magics_manager.registry["VmanMagic"].complete.__doc__
     flat = " ".join(doc.split())

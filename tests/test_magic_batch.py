@@ -14,9 +14,9 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from vman_magic._batch import BatchInterrupted, BatchResult, Unfinished
-from vman_magic._errors import BadRequestError, VmanError
-from vman_magic._sweep import SweepResult
+from vman_magic.batch.many import BatchInterrupted, BatchResult, Unfinished
+from vman_magic.batch.sweep import SweepResult
+from vman_magic.core.errors import BadRequestError, VmanError
 from vman_magic.testing import url
 
 SEEDED = "--max-tokens 6 --seed 3 -t 1"
@@ -341,6 +341,12 @@ def test_load_ext_imports_no_batch_machinery() -> None:
     loaded = set(
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
-    assert "vman_magic._magic" in loaded
-    for name in ("vman_magic._magic_batch", "vman_magic._batch", "vman_magic._sweep", "pandas", "tqdm"):
+    assert "vman_magic.notebook.magic" in loaded
+    for name in (
+        "vman_magic.notebook.magic_batch",
+        "vman_magic.batch.many",
+        "vman_magic.batch.sweep",
+        "pandas",
+        "tqdm",
+    ):
         assert name not in loaded, name

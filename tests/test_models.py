@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from vman_magic._errors import StreamAPIError, ValidationError, status_error_class
-from vman_magic._models import CompletionBuilder, CompletionRequest
-from vman_magic._params import PARAMS, PARAMS_BY_NAME
+from vman_magic.core.errors import StreamAPIError, ValidationError, status_error_class
+from vman_magic.core.models import CompletionBuilder, CompletionRequest
+from vman_magic.core.params import PARAMS, PARAMS_BY_NAME
 
 
 def build(**params: object) -> CompletionRequest:

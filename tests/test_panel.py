@@ -11,7 +11,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from vman_magic import ValidationError, VmanError
-from vman_magic._panel import Panel, panel
+from vman_magic.notebook.panel import Panel, panel
 
 
 @pytest.fixture

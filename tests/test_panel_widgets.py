@@ -7,9 +7,9 @@ import shlex
 import ipywidgets
 import pytest
 
-from vman_magic._models import CompletionRequest
-from vman_magic._panel import panel
-from vman_magic._panel_code import decode_escapes, encode_escapes, magic_cell, python_call
+from vman_magic.core.models import CompletionRequest
+from vman_magic.notebook.panel import panel
+from vman_magic.notebook.panel_code import decode_escapes, encode_escapes, magic_cell, python_call
 
 UNREACHABLE = "http://127.0.0.1:9/v1"  # discard port: nothing listens there
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vman_magic._errors import APIConnectionError
-from vman_magic._models import Completion, CompletionBuilder, CompletionRequest
-from vman_magic._render import completion_html, completion_text, footer_text
+from vman_magic.core.errors import APIConnectionError
+from vman_magic.core.models import Completion, CompletionBuilder, CompletionRequest
+from vman_magic.core.render import completion_html, completion_text, footer_text
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}
 

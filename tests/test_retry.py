@@ -7,7 +7,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from vman_magic._errors import (
+from vman_magic.client.retry import RetryPolicy, parse_retry_after
+from vman_magic.core.errors import (
     APIConnectionError,
     APITimeoutError,
     BadRequestError,
@@ -15,7 +16,6 @@ from vman_magic._errors import (
     RateLimitError,
     StreamError,
 )
-from vman_magic._retry import RetryPolicy, parse_retry_after
 
 
 def _status(cls: type, code: int, retry_after: float | None = None) -> object:

@@ -25,7 +25,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import vman_magic
-from vman_magic import _config
+from vman_magic.core import config as _config
 from vman_magic.testing import serve, url
 
 CANARY = f"sk-vman-CANARY-{secrets.token_hex(8)}"

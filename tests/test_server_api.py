@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
-from vman_magic.server import RunningServer
-from vman_magic.server.model import get_model
+from vman_magic.demo.model import get_model
+from vman_magic.demo.running import RunningServer
 from vman_magic.testing import serve, tokenize
 
 KEY = "sk-demo-secret-123"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vman_magic.server import RunningServer
+from vman_magic.demo.running import RunningServer
 from vman_magic.testing import FAULT_AFTER, serve, url
 
 BODY: dict[str, Any] = {"model": "vman-demo", "prompt": "The", "max_tokens": 8, "stream": True, "temperature": 0}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from vman_magic.server import model as model_mod
-from vman_magic.server.model import Model, get_model
-from vman_magic.server.sampler import Sampler, SamplingParams
-from vman_magic.server.tokenizer import CHAR_BASE, EOT, ID_LIMIT
+from vman_magic.demo import model as model_mod
+from vman_magic.demo.model import Model, get_model
+from vman_magic.demo.sampler import Sampler, SamplingParams
+from vman_magic.demo.tokenizer import CHAR_BASE, EOT, ID_LIMIT
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from vman_magic._errors import StreamError
-from vman_magic._sse import SSEDecoder, aiter_chunks, iter_chunks
+from vman_magic.client.sse import SSEDecoder, aiter_chunks, iter_chunks
+from vman_magic.core.errors import StreamError
 
 CHUNKS = [
     {"id": "c1", "choices": [{"index": 0, "text": "你好，", "finish_reason": None}]},
@@ -175,7 +175,7 @@ def test_aiter_chunks_decodes_an_async_stream() -> None:
 
 def test_stdlib_parser_matches_the_fast_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without orjson the stdlib fallback decodes the same chunks, Chinese included, and rejects bad JSON alike."""
-    from vman_magic import _sse
+    from vman_magic.client import sse as _sse
 
     events = [{"choices": [{"index": 0, "text": "长城 wall"}]}, {"choices": [], "usage": {"total_tokens": 3}}]
     stream = b"".join(_event(e) for e in events) + b"data: [DONE]\n\n"

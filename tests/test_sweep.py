@@ -7,9 +7,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from vman_magic._client import Client
-from vman_magic._errors import ValidationError
-from vman_magic._sweep import _bundle, parse_sweep, run_sweep
+from vman_magic.batch.sweep import _bundle, parse_sweep, run_sweep
+from vman_magic.client.client import Client
+from vman_magic.core.errors import ValidationError
 
 PROMPT = "Once upon a time"
 SHARED = {"max_tokens": 6, "seed": 5}

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from vman_magic._template import TemplateError, render
+from vman_magic.core.template import TemplateError, render
 
 
 def test_names_attributes_indexes_and_specs_are_filled() -> None:

@@ -62,7 +62,7 @@ def test_import_is_light() -> None:
     code = (
         "import sys, vman_magic.testing as t; "
         "assert 'IPython' not in sys.modules, 'IPython'; "
-        "assert t.__name__ and 'vman_magic.server.model' not in sys.modules or "
-        "__import__('vman_magic.server.model').server.model._model is None"
+        "assert t.__name__ and 'vman_magic.demo.model' not in sys.modules or "
+        "__import__('vman_magic.demo.model').demo.model._model is None"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,7 +13,8 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import vman_magic
-from vman_magic import Timeout, _config
+from vman_magic import Timeout
+from vman_magic.core import config as _config
 from vman_magic.testing import url
 
 NEVER = 30.0  # seconds: far above any expected duration, far below "forever"

@@ -13,8 +13,8 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from vman_magic import _config
-from vman_magic._params import PARAMS, ParamSpec
+from vman_magic.core import config as _config
+from vman_magic.core.params import PARAMS, ParamSpec
 
 
 @pytest.fixture

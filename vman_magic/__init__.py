@@ -27,40 +27,40 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "APIConnectionError": "._errors",
-    "APIResponseError": "._errors",
-    "APIStatusError": "._errors",
-    "APITimeoutError": "._errors",
-    "AsyncClient": "._client",
-    "AuthenticationError": "._errors",
-    "BatchInterrupted": "._batch",
-    "BatchResult": "._batch",
-    "BadRequestError": "._errors",
-    "Choice": "._models",
-    "Client": "._client",
-    "Completion": "._models",
-    "CompletionRequest": "._models",
-    "ConfigurationError": "._errors",
-    "InternalServerError": "._errors",
-    "Logprobs": "._models",
-    "NotFoundError": "._errors",
-    "PermissionDeniedError": "._errors",
-    "RateLimitError": "._errors",
-    "StreamAPIError": "._errors",
-    "StreamError": "._errors",
-    "Timeout": "._config",
-    "Usage": "._models",
-    "ValidationError": "._errors",
-    "VmanError": "._errors",
-    "acomplete": "._client",
-    "acomplete_many": "._batch",
-    "complete": "._client",
-    "complete_frame": "._frame",
-    "complete_many": "._batch",
-    "panel": "._panel",
-    "parse_sweep": "._sweep",
-    "run_sweep": "._sweep",
-    "SweepResult": "._sweep",
+    "APIConnectionError": ".core.errors",
+    "APIResponseError": ".core.errors",
+    "APIStatusError": ".core.errors",
+    "APITimeoutError": ".core.errors",
+    "AsyncClient": ".client.client",
+    "AuthenticationError": ".core.errors",
+    "BatchInterrupted": ".batch.many",
+    "BatchResult": ".batch.many",
+    "BadRequestError": ".core.errors",
+    "Choice": ".core.models",
+    "Client": ".client.client",
+    "Completion": ".core.models",
+    "CompletionRequest": ".core.models",
+    "ConfigurationError": ".core.errors",
+    "InternalServerError": ".core.errors",
+    "Logprobs": ".core.models",
+    "NotFoundError": ".core.errors",
+    "PermissionDeniedError": ".core.errors",
+    "RateLimitError": ".core.errors",
+    "StreamAPIError": ".core.errors",
+    "StreamError": ".core.errors",
+    "Timeout": ".core.config",
+    "Usage": ".core.models",
+    "ValidationError": ".core.errors",
+    "VmanError": ".core.errors",
+    "acomplete": ".client.client",
+    "acomplete_many": ".batch.many",
+    "complete": ".client.client",
+    "complete_frame": ".batch.frame",
+    "complete_many": ".batch.many",
+    "panel": ".notebook.panel",
+    "parse_sweep": ".batch.sweep",
+    "run_sweep": ".batch.sweep",
+    "SweepResult": ".batch.sweep",
 }
 
 __all__ = [
@@ -119,23 +119,25 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext vman_magic``: register ``%%complete``, ``%complete`` and ``%vman``."""
-    from ._magic import load_ipython_extension as load
+    from .notebook.magic import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext vman_magic``: remove the magics again."""
-    from ._magic import unload_ipython_extension as unload
+    from .notebook.magic import unload_ipython_extension as unload
 
     unload(ipython)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ._batch import BatchInterrupted, BatchResult, acomplete_many, complete_many
-    from ._client import AsyncClient, Client, acomplete, complete
-    from ._config import Timeout
-    from ._errors import (
+    from .batch.frame import complete_frame
+    from .batch.many import BatchInterrupted, BatchResult, acomplete_many, complete_many
+    from .batch.sweep import SweepResult, parse_sweep, run_sweep
+    from .client.client import AsyncClient, Client, acomplete, complete
+    from .core.config import Timeout
+    from .core.errors import (
         APIConnectionError,
         APIResponseError,
         APIStatusError,
@@ -152,7 +154,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ValidationError,
         VmanError,
     )
-    from ._frame import complete_frame
-    from ._models import Choice, Completion, CompletionRequest, Logprobs, Usage
-    from ._panel import panel
-    from ._sweep import SweepResult, parse_sweep, run_sweep
+    from .core.models import Choice, Completion, CompletionRequest, Logprobs, Usage
+    from .notebook.panel import panel

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import start_server
+    from .demo.running import start_server
 
     api_key = args.api_key or os.environ.get("VMAN_SERVER_API_KEY") or None
     try:

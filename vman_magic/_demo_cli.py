@@ -59,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from IPython.core.interactiveshell import InteractiveShell
 
-    from . import _config
-    from ._demo import DEMO_MODEL, demo_base_url
-    from ._magic import load_ipython_extension
+    from .core import config as _config
+    from .demo.launch import DEMO_MODEL, demo_base_url
+    from .notebook.magic import load_ipython_extension
     from .testing import url
 
     print("vman-magic demo: starting the offline demo model...", flush=True)

@@ -89,7 +89,7 @@ The other stream faults do not change a non-streamed answer.
 The demo model
 --------------
 ``vman-demo`` is a Kneser-Ney trigram model over docstrings of the standard
-library; see :mod:`vman_magic.server.model`. Its logprobs are the model's own
+library; see :mod:`vman_magic.demo.model`. Its logprobs are the model's own
 distribution (before ``logit_bias``, penalties, temperature and ``top_p``).
 ``suffix`` is accepted and ignored. :func:`tokenize` gives the ids that
 token-array prompts and ``logit_bias`` use.
@@ -102,8 +102,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from .server import RunningServer, start_server
-from .server.faults import FAULT_AFTER, FAULTS, knob_url
+from .demo.faults import FAULT_AFTER, FAULTS, knob_url
+from .demo.running import RunningServer, start_server
 
 __all__ = ["FAULTS", "FAULT_AFTER", "RunningServer", "detokenize", "serve", "sse_body", "tokenize", "url"]
 
@@ -159,13 +159,13 @@ def sse_body(
 
 def tokenize(text: str) -> list[int]:
     """The demo model's token ids for ``text`` (loads the model on first use)."""
-    from .server.model import get_model
+    from .demo.model import get_model
 
     return get_model().tokenizer.encode(text)
 
 
 def detokenize(ids: Iterable[int]) -> str:
     """The text of demo-model token ids (``<|endoftext|>`` for id 0)."""
-    from .server.model import get_model
+    from .demo.model import get_model
 
     return get_model().tokenizer.decode(ids)

@@ -4,10 +4,10 @@ The panel shows a ``%%complete`` cell and the equivalent ``complete(...)``
 call, and can insert the cell below. Both are generated from the validated
 :class:`~vman_magic.CompletionRequest`, never from the widgets' strings, so the
 code sends exactly what Run sends; flags are spelled from
-:data:`vman_magic._params.PARAMS`. Kept apart from :mod:`vman_magic._panel`
+:data:`vman_magic.core.params.PARAMS`. Kept apart from :mod:`vman_magic.notebook.panel`
 so the code generation can be read, and tested, without widgets: this
 module imports neither ipywidgets nor IPython. The toggle that shows the code
-is :class:`~vman_magic._panel_widgets.CodeSection`.
+is :class:`~vman_magic.notebook.panel_widgets.CodeSection`.
 
 Stop strings are spelled the same way in a stop tag and in a ``--stop``
 flag (``\\n`` for a newline), so the escape helpers live here too and the
@@ -21,10 +21,10 @@ import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._params import PARAMS_BY_NAME
+from ..core.params import PARAMS_BY_NAME
 
 if TYPE_CHECKING:
-    from ._models import CompletionRequest
+    from ..core.models import CompletionRequest
 
 __all__ = ["copy_as_code", "decode_escapes", "encode_escapes", "magic_cell", "python_call"]
 

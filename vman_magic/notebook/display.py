@@ -39,12 +39,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._render import completion_html, completion_text, footer_html, footer_text
+from ..core.render import completion_html, completion_text, footer_html, footer_text
 
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
 
-    from ._models import Completion, CompletionRequest
+    from ..core.models import Completion, CompletionRequest
 
 __all__ = ["LiveView", "clean_stream_text"]
 

@@ -1,6 +1,6 @@
 """The parameter widgets of the Playground panel, and the toggle that shows their code.
 
-Every control is built from :data:`vman_magic._params.PARAMS` (range, help,
+Every control is built from :data:`vman_magic.core.params.PARAMS` (range, help,
 default), so the panel cannot drift from the ``%%complete`` flags. The
 controls only turn widget state into plain Python values; deciding whether a
 combination is valid is left to :class:`~vman_magic.CompletionRequest`, whose
@@ -11,7 +11,7 @@ A parameter left at the API's documented default is not sent, so the server's
 default applies and "Copy as code" stays short. ``max_tokens`` is the
 exception: it is always sent, because it decides what a run costs and the
 magic may fill in its own default (``%config VmanMagic.default_max_tokens``). That code is generated
-by :mod:`vman_magic._panel_code` from the validated request, never from the
+by :mod:`vman_magic.notebook.panel_code` from the validated request, never from the
 widgets' strings, so it sends exactly what Run sends; :class:`CodeSection` shows it.
 """
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import ipywidgets as w
 
-from ._errors import ValidationError
-from ._panel_code import decode_escapes, encode_escapes
-from ._params import MAX_STOP, PARAMS_BY_NAME
+from ..core.errors import ValidationError
+from ..core.params import MAX_STOP, PARAMS_BY_NAME
+from .panel_code import decode_escapes, encode_escapes
 
 __all__ = [
     "SLIDERS",

@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._errors import ConfigurationError
-from ._retry import DEFAULT_MAX_RETRIES
+from ..client.retry import DEFAULT_MAX_RETRIES
+from .errors import ConfigurationError
 
 __all__ = [
     "FIELDS",
@@ -249,7 +249,7 @@ def resolve(**explicit: Any) -> Settings:
     model = values.get("model") or None
     is_demo = "base_url" not in values
     if is_demo:
-        from ._demo import DEMO_MODEL, demo_base_url
+        from ..demo.launch import DEMO_MODEL, demo_base_url
 
         base_url, sources["base_url"] = demo_base_url(), "demo server (no VMAN_BASE_URL set)"
         if model is None:

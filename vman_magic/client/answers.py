@@ -1,11 +1,11 @@
 """Turning what a server answered into results or typed errors.
 
-:mod:`vman_magic._client` sends requests and runs the retry loop; this module
+:mod:`vman_magic.client.client` sends requests and runs the retry loop; this module
 interprets what came back, whatever it is: an HTTP error status with an
 OpenAI error body or a proxy's HTML page, a 2xx that is a web page instead of
 the API, one JSON body, an event stream that ends without ``[DONE]``, or an
 httpx transport failure. Each becomes one typed error from
-:mod:`vman_magic._errors` whose message is one line that says what to change.
+:mod:`vman_magic.core.errors` whose message is one line that says what to change.
 
 Server text can echo the request, so every piece of it goes through
 :meth:`Answers.scrub` before it becomes exception text.
@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 
-from ._config import Settings
-from ._demo import DEMO_MODEL, is_demo_url
-from ._errors import (
+from ..core.config import Settings
+from ..core.errors import (
     APIConnectionError,
     APIResponseError,
     APITimeoutError,
@@ -33,9 +32,10 @@ from ._errors import (
     error_fields,
     status_error_class,
 )
-from ._models import Completion, CompletionBuilder
-from ._retry import parse_retry_after
-from ._sse import SSEDecoder, loads
+from ..core.models import Completion, CompletionBuilder
+from ..demo.launch import DEMO_MODEL, is_demo_url
+from .retry import parse_retry_after
+from .sse import SSEDecoder, loads
 
 __all__ = ["Answers", "Attempt", "end_of_stream", "feed", "join", "log_done", "model_ids", "one_line"]
 

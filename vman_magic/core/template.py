@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import ValidationError
+from .errors import ValidationError
 
 __all__ = ["Rendered", "TemplateError", "render"]
 

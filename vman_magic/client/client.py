@@ -3,12 +3,12 @@
 One call is: validate a :class:`CompletionRequest`, ``POST {base_url}/completions``,
 feed the answer (an SSE stream, or one JSON body) through the decoder into the
 caller's :class:`CompletionBuilder`, and turn every way it can fail into one
-typed error from :mod:`vman_magic._errors` carrying the partial result.
+typed error from :mod:`vman_magic.core.errors` carrying the partial result.
 
 The caller owns the builder, so whatever ends a call (an HTTP error, a broken
 stream, Ctrl-C, ``task.cancel()``) the text that arrived stays in its hands.
 
-Secrets: the key lives in a :class:`~vman_magic._config.Secret` and is revealed
+Secrets: the key lives in a :class:`~vman_magic.core.config.Secret` and is revealed
 only into an ``httpx.Headers`` (whose repr masks ``Authorization``). Server
 messages are scrubbed of it before they become exception text, and httpx's
 own exceptions are not chained into ours, so a verbose traceback cannot show
@@ -29,13 +29,13 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
-from . import __version__
-from ._answers import Answers, Attempt, end_of_stream, feed, log_done, model_ids
-from ._config import Secret, Settings, as_secret, resolve, warn_if_insecure
-from ._errors import ConfigurationError, VmanError
-from ._models import Completion, CompletionBuilder, CompletionRequest, Prompt
-from ._retry import RetryPolicy
-from ._sse import SSEDecoder
+from .. import __version__
+from ..core.config import Secret, Settings, as_secret, resolve, warn_if_insecure
+from ..core.errors import ConfigurationError, VmanError
+from ..core.models import Completion, CompletionBuilder, CompletionRequest, Prompt
+from .answers import Answers, Attempt, end_of_stream, feed, log_done, model_ids
+from .retry import RetryPolicy
+from .sse import SSEDecoder
 
 __all__ = ["AsyncClient", "Client", "acomplete", "complete"]
 
@@ -125,7 +125,7 @@ class Client(_BaseClient):
     """A synchronous client holding one ``httpx.Client`` connection pool.
 
     Arguments left as ``None`` come from the environment, ``%vman`` and the
-    other layers described in :mod:`vman_magic._config`. ``retry`` replaces
+    other layers described in :mod:`vman_magic.core.config`. ``retry`` replaces
     the retry policy (the batch helpers pass one with a shared back-off hook).
     Use it as a context manager, or call :meth:`close`.
     """

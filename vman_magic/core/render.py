@@ -20,7 +20,7 @@ import html
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._models import Choice, Completion
+    from .models import Choice, Completion
 
 __all__ = [
     "completion_html",

@@ -1,6 +1,6 @@
 """``complete_frame``: one completion per DataFrame row, from a ``{column}`` template.
 
-The prompt of each row is ``template`` rendered by :mod:`vman_magic._template`
+The prompt of each row is ``template`` rendered by :mod:`vman_magic.core.template`
 with the row as the namespace, so ``{title}`` is the row's ``title`` and
 ``{title!r}`` or ``{price:.2f}`` work as in ``str.format``; other braces (JSON,
 code) stay literal. A ``{name}`` that is not a column is almost always a typo,
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._batch import BatchInterrupted, BatchResult, complete_many
-from ._errors import ValidationError
-from ._template import render
+from ..core.errors import ValidationError
+from ..core.template import render
+from .many import BatchInterrupted, BatchResult, complete_many
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,7 +44,7 @@ def complete_frame(
     ``df`` itself gets the columns and is returned. ``kwargs`` go to
     :func:`~vman_magic.complete_many` (``model=``, ``max_tokens=``,
     ``progress=``, ``on_interrupt=``, ``group_size=`` ...). On interrupt the
-    :class:`~vman_magic._batch.BatchInterrupted` carries the frame with the
+    :class:`~vman_magic.batch.many.BatchInterrupted` carries the frame with the
     rows that finished as ``.partial``.
     """
     pd = _pandas()

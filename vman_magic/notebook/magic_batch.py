@@ -39,17 +39,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
 
-from . import _config
-from ._batch import BatchInterrupted, BatchResult, complete_many
-from ._errors import ConfigurationError, ValidationError, VmanError
-from ._frame import complete_frame, render_prompts
-from ._magic import _shorten, _show_demo_notice
-from ._models import CompletionRequest
-from ._sweep import SweepResult, label, parse_sweep, run_sweep
-from ._template import Rendered, render
+from ..batch.frame import complete_frame, render_prompts
+from ..batch.many import BatchInterrupted, BatchResult, complete_many
+from ..batch.sweep import SweepResult, label, parse_sweep, run_sweep
+from ..core import config as _config
+from ..core.errors import ConfigurationError, ValidationError, VmanError
+from ..core.models import CompletionRequest
+from ..core.template import Rendered, render
+from .magic import _shorten, _show_demo_notice
 
 if TYPE_CHECKING:
-    from ._magic import VmanMagic
+    from .magic import VmanMagic
 
 __all__ = ["FRAME_COLUMN", "run_batch"]
 

@@ -31,7 +31,7 @@ def demo_base_url() -> str:
     global _server
     with _lock:
         if _server is None:
-            from .server import start_server
+            from .running import start_server
 
             _server = start_server("127.0.0.1", port=0)
             _log.info("%s", demo_notice())

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .._errors import ValidationError
-from .._models import CompletionRequest
-from .._params import PARAMS_BY_NAME
+from ..core.errors import ValidationError
+from ..core.models import CompletionRequest
+from ..core.params import PARAMS_BY_NAME
 from .generate import GenParams
 from .model import MODEL_ID, Model
 from .sampler import SamplingParams

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
-from ._errors import APIConnectionError, APIStatusError, VmanError
+from ..core.errors import APIConnectionError, APIStatusError, VmanError
 
 __all__ = ["DEFAULT_MAX_RETRIES", "RETRY_STATUSES", "RetryPolicy", "parse_retry_after"]
 

@@ -1,8 +1,8 @@
 """The ``%%complete`` flags: built from ``_params.PARAMS``, read from a line.
 
-Split out of :mod:`vman_magic._magic` so the magic itself only translates a
+Split out of :mod:`vman_magic.notebook.magic` so the magic itself only translates a
 parsed line into a request. Every API parameter's flag, help text and range
-come from the table in :mod:`vman_magic._params`, so ``%%complete?`` cannot
+come from the table in :mod:`vman_magic.core.params`, so ``%%complete?`` cannot
 drift from the API layer. Reading a line keeps the prompt exactly as typed
 (``%complete -t 0 Once upon a time``), decodes shell quoting that IPython's
 ``parse_argstring`` would keep, and turns argparse's errors into a
@@ -25,7 +25,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._params import PARAMS, PARAMS_BY_NAME, ParamSpec
+from ..core.params import PARAMS, PARAMS_BY_NAME, ParamSpec
 
 __all__ = ["complete_arguments", "parse_flags", "split_line"]
 

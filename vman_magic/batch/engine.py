@@ -1,4 +1,4 @@
-"""The engine under :mod:`vman_magic._batch`: workers, the shared rate-limit gate, threads.
+"""The engine under :mod:`vman_magic.batch.many`: workers, the shared rate-limit gate, threads.
 
 * One :class:`~vman_magic.AsyncClient` (one connection pool) serves a whole
   batch; ``concurrency`` workers pull the next index from a shared iterator,
@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from ._config import Secret, resolve
-from ._errors import APIResponseError, ValidationError
-from ._models import Choice, Completion, CompletionBuilder, CompletionRequest, Prompt
-from ._progress import Progress, Tally
-from ._retry import RetryPolicy
+from ..client.retry import RetryPolicy
+from ..core.config import Secret, resolve
+from ..core.errors import APIResponseError, ValidationError
+from ..core.models import Choice, Completion, CompletionBuilder, CompletionRequest, Prompt
+from .progress import Progress, Tally
 
 __all__ = [
     "REFRESH_INTERVAL",
@@ -306,7 +306,7 @@ async def execute(
     """
     import httpx
 
-    from ._client import AsyncClient
+    from ..client.client import AsyncClient
 
     args = dict(client_args)
     lanes = max(1, min(args.pop("concurrency"), len(run.groups)))

@@ -16,7 +16,7 @@ Concurrency, in one place:
   loop (a script, pytest) it is ``asyncio.run``. Inside a notebook cell the
   kernel's loop is already running in this thread, so the request runs on a
   private loop in a worker thread that the caller joins (why not
-  ``nest_asyncio``: see :mod:`vman_magic._panel_thread`).
+  ``nest_asyncio``: see :mod:`vman_magic.notebook.panel_thread`).
 * **``Panel.stop()``.** Safe from any thread: it cancels the task through
   ``loop.call_soon_threadsafe``; the result keeps the text that arrived and
   is flagged ``incomplete=True``.
@@ -38,17 +38,17 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from ._client import AsyncClient
-from ._config import Secret, resolve
-from ._display import LiveView, in_kernel
-from ._errors import ValidationError, VmanError
-from ._heatmap import ProbabilityView
-from ._models import Completion, CompletionBuilder, CompletionRequest
-from ._panel_code import copy_as_code, magic_cell
-from ._panel_thread import run_in_thread
-from ._panel_widgets import WIDGET_PARAMS, CodeSection, ParamControls, message_html
-from ._params import PARAMS_BY_NAME
-from ._template import render
+from ..client.client import AsyncClient
+from ..core.config import Secret, resolve
+from ..core.errors import ValidationError, VmanError
+from ..core.heatmap import ProbabilityView
+from ..core.models import Completion, CompletionBuilder, CompletionRequest
+from ..core.params import PARAMS_BY_NAME
+from ..core.template import render
+from .display import LiveView, in_kernel
+from .panel_code import copy_as_code, magic_cell
+from .panel_thread import run_in_thread
+from .panel_widgets import WIDGET_PARAMS, CodeSection, ParamControls, message_html
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from ._errors import StreamAPIError, ValidationError, error_fields
-from ._params import INT64_MAX, INT64_MIN, MAX_STOP, PARAMS, PARAMS_BY_NAME
+from .errors import StreamAPIError, ValidationError, error_fields
+from .params import INT64_MAX, INT64_MIN, MAX_STOP, PARAMS, PARAMS_BY_NAME
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -431,13 +431,13 @@ class Completion:
         )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ._render import completion_html, completion_text
+        from .render import completion_html, completion_text
 
         return {"text/plain": completion_text(self), "text/html": completion_html(self)}
 
     def show_probabilities(self) -> Any:
         """A token heatmap of this result (needs ``logprobs`` in the request)."""
-        from ._heatmap import ProbabilityView
+        from .heatmap import ProbabilityView
 
         return ProbabilityView(self)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._models import Choice, Completion
+    from .models import Choice, Completion
 
 __all__ = ["NO_LOGPROBS_NOTE", "ProbabilityView", "probability_bin"]
 

@@ -3,10 +3,10 @@
 The magic only translates: flags and the cell become a
 :class:`~vman_magic.CompletionRequest` (validated by the model layer, whose
 message becomes a short ``UsageError``), the client runs it with a
-:class:`~vman_magic._display.LiveView` as ``on_update``, and the result lands
+:class:`~vman_magic.notebook.display.LiveView` as ``on_update``, and the result lands
 in ``_completion`` (and ``-o NAME``) *before* any error is raised, so text that
 arrived is never lost. The flags are generated from ``_params.PARAMS`` (in
-:mod:`vman_magic._magic_flags`), so a help text or a range cannot drift from
+:mod:`vman_magic.notebook.flags`), so a help text or a range cannot drift from
 the API layer.
 
 Failures make the cell fail (Run All stops) but show one line, not a
@@ -27,16 +27,16 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from traitlets import Float, Int, Unicode
 
-from . import _config
-from ._display import LiveView
-from ._errors import ConfigurationError, ValidationError, VmanError
-from ._magic_flags import complete_arguments, parse_flags, split_line
-from ._models import Completion, CompletionBuilder, CompletionRequest
-from ._params import PARAMS
-from ._template import Rendered, render
+from ..core import config as _config
+from ..core.errors import ConfigurationError, ValidationError, VmanError
+from ..core.models import Completion, CompletionBuilder, CompletionRequest
+from ..core.params import PARAMS
+from ..core.template import Rendered, render
+from .display import LiveView
+from .flags import complete_arguments, parse_flags, split_line
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ..client.client import Client
 
 __all__ = ["VmanMagic", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -129,7 +129,7 @@ class VmanMagic(Magics):
         if args.show_probs and params.get("logprobs") is None:
             params["logprobs"] = SHOW_PROBS_LOGPROBS
         if args.over is not None or args.sweep:
-            from ._magic_batch import run_batch  # imported on use: %load_ext stays cheap
+            from .magic_batch import run_batch  # imported on use: %load_ext stays cheap
 
             run_batch(self, args, prompt, params)
             return
@@ -160,7 +160,7 @@ class VmanMagic(Magics):
         """One connection pool while the connection settings stay the same (no new TLS handshake per cell)."""
         key = (settings.base_url, settings.api_key, settings.timeout, settings.max_retries)
         if self._client is None or key != self._client_key:
-            from ._client import Client
+            from ..client.client import Client
 
             self.close()
             self._client = Client(
@@ -280,13 +280,13 @@ class VmanMagic(Magics):
         print(f"model for this session: {rest}")
 
     def _vman_demo(self, rest: str) -> None:
-        from ._demo import DEMO_MODEL, demo_base_url
+        from ..demo.launch import DEMO_MODEL, demo_base_url
 
         _config.set_session(base_url=demo_base_url(), model=DEMO_MODEL)
         print(f"using the offline demo model {DEMO_MODEL} at {demo_base_url()}")
 
     def _vman_panel(self, rest: str) -> Any:
-        from ._panel import panel
+        from .panel import panel
 
         return panel(prompt=rest) if rest else panel()
 
@@ -325,7 +325,7 @@ def _print_dry_run(request: CompletionRequest, base_url: str, rendered: Rendered
 def _show_demo_notice() -> None:
     global _demo_notice_shown
     if not _demo_notice_shown:
-        from ._demo import demo_notice
+        from ..demo.launch import demo_notice
 
         _demo_notice_shown = True
         print(demo_notice(), file=sys.stdout)

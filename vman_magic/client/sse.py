@@ -29,7 +29,7 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from ._errors import StreamError
+from ..core.errors import StreamError
 
 __all__ = ["SSEDecoder", "aiter_chunks", "iter_chunks", "loads"]
 

@@ -22,12 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._batch import BatchInterrupted, BatchResult, run_blocking
-from ._batch_run import Run, Watcher, prepare
-from ._config import Secret, as_secret
-from ._errors import ValidationError
-from ._models import Completion, CompletionRequest, Prompt
-from ._params import PARAMS, PARAMS_BY_NAME
+from ..core.config import Secret, as_secret
+from ..core.errors import ValidationError
+from ..core.models import Completion, CompletionRequest, Prompt
+from ..core.params import PARAMS, PARAMS_BY_NAME
+from .engine import Run, Watcher, prepare
+from .many import BatchInterrupted, BatchResult, run_blocking
 
 __all__ = ["SweepResult", "parse_sweep", "run_sweep"]
 
@@ -155,7 +155,7 @@ def run_sweep(
     ``seed=`` makes the sweep repeatable). Streams by default so the grid
     fills in live; pass ``stream=False`` for ``best_of``. ``show=False``
     draws nothing. An interrupt raises
-    :class:`~vman_magic._batch.BatchInterrupted` whose ``.partial`` is the
+    :class:`~vman_magic.batch.many.BatchInterrupted` whose ``.partial`` is the
     :class:`SweepResult` so far.
     """
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
@@ -305,7 +305,7 @@ class _SilentView:
 def _view(settings: Sequence[Mapping[str, Any]], show: bool) -> Watcher[Any]:
     if not show:
         return _SilentView()
-    from ._display import in_kernel
+    from ..notebook.display import in_kernel
 
     return GridView(settings) if in_kernel() else TextView(settings)
 

@@ -4,7 +4,7 @@ Results come back in input order as a :class:`BatchResult` (a list of
 :class:`Completion` with batch-wide usage, failures and retries). A failed
 item never sinks the batch: its completion keeps ``error`` and
 ``incomplete=True`` and the others go on. How the work is scheduled, retried
-and slowed down on 429s is in :mod:`vman_magic._batch_run`.
+and slowed down on 429s is in :mod:`vman_magic.batch.engine`.
 
 Interrupts. Stopping a batch (Ctrl-C, the kernel's interrupt button) stops it
 promptly: requests in flight are cancelled, items not finished are marked
@@ -25,11 +25,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from ._batch_run import ProgressWatcher, Run, Watcher, execute, prepare, run_sync
-from ._config import Secret, as_secret
-from ._errors import ValidationError, VmanError
-from ._models import Completion, CompletionRequest, Prompt, Usage
-from ._progress import Tally, make_progress, summary_line
+from ..core.config import Secret, as_secret
+from ..core.errors import ValidationError, VmanError
+from ..core.models import Completion, CompletionRequest, Prompt, Usage
+from .engine import ProgressWatcher, Run, Watcher, execute, prepare, run_sync
+from .progress import Tally, make_progress, summary_line
 
 __all__ = ["BatchInterrupted", "BatchResult", "Unfinished", "acomplete_many", "complete_many"]
 
@@ -156,7 +156,7 @@ def collect(run: Run) -> BatchResult:
 
 
 def run_blocking(run: Run, client_args: dict[str, Any], watcher: Watcher[Any]) -> BatchResult:
-    """:func:`~vman_magic._batch_run.run_sync`, then the result, or :class:`BatchInterrupted` with it."""
+    """:func:`~vman_magic.batch.engine.run_sync`, then the result, or :class:`BatchInterrupted` with it."""
     interrupted = run_sync(run, client_args, watcher)
     result = collect(run)
     if interrupted:
