@@ -6,6 +6,8 @@ that module.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,28 @@ from IPython.core.interactiveshell import InteractiveShell
 def shell() -> InteractiveShell:
     """The process-wide IPython shell (what ``get_ipython()`` returns), as in a terminal."""
     return InteractiveShell.instance()
+
+
+@pytest.fixture
+def interruptible() -> Iterator[None]:
+    """Ctrl-C (``_thread.interrupt_main()``) raises KeyboardInterrupt in this test, whoever started pytest.
+
+    ``interrupt_main`` only simulates Ctrl-C while Python handles SIGINT. A process
+    started in the background (``pytest &``, ``nohup``, some CI runners) inherits
+    SIGINT as *ignored*, and then the call does nothing: an interrupt test would
+    wait for its timeout and fail. So the test gets Python's default handler, and
+    the previous one comes back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGINT's handler can only be changed from the main thread")
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:
+        pytest.skip("SIGINT's handler was installed outside Python and could not be restored")
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

@@ -101,6 +101,7 @@ def test_retry_after_holds_back_every_worker(server: Any) -> None:
     assert results.rate_limit_waits >= 1
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_interrupt_raises_with_the_partial_results(server: Any) -> None:
     """Ctrl-C during a batch stops it and raises BatchInterrupted holding every item, unfinished ones marked."""
     prompts = PROMPTS * 4
@@ -124,6 +125,7 @@ def test_interrupt_raises_with_the_partial_results(server: Any) -> None:
     assert "prompts finished" in str(info.value)
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_interrupt_can_return_the_partial_results(server: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """With on_interrupt='return' the partial list is the return value, announced by one warning line."""
     watcher = _interrupt_when_requests_arrive(server, 1)

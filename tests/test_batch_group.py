@@ -110,6 +110,7 @@ def test_async_batch_groups_too(demo_server: Any) -> None:
     assert grouped.texts == _batch(demo_server, PROMPTS, **GREEDY).texts
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_interrupt_splits_the_groups_in_flight(demo_server: Any) -> None:
     """An interrupted grouped batch gives every prompt its own item, unfinished ones marked."""
     start = demo_server.stats.completions

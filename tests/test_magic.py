@@ -230,6 +230,7 @@ def test_unload_removes_the_magics(shell: InteractiveShell) -> None:
     assert "complete" in shell.magics_manager.magics["cell"]
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_interrupt_keeps_partial_text_and_the_next_cell_works(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str], demo_server: Any
 ) -> None:

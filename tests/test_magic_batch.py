@@ -207,6 +207,7 @@ def test_dry_run_over_a_dataframe_labels_rows(ip: InteractiveShell, capsys: pyte
 # --------------------------------------------------------------------------- interrupt
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_interrupt_during_over_keeps_partial_results_and_the_next_cell_works(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str], demo_server: Any
 ) -> None:
