@@ -76,7 +76,7 @@ def in_kernel() -> bool:
         from IPython.core.getipython import get_ipython
     except ImportError:  # pragma: no cover - IPython is a dependency
         return False
-    shell = get_ipython()  # type: ignore[no-untyped-call]
+    shell = get_ipython()  # type: ignore[no-untyped-call, unused-ignore]
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 

@@ -72,7 +72,7 @@ class VmanMagic(Magics):
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         self._client: Client | None = None
         self._client_key: tuple[Any, ...] = ()
 
@@ -88,9 +88,9 @@ class VmanMagic(Magics):
         )
 
     # -- %%complete ------------------------------------------------------------
-    @no_var_expand  # type: ignore[untyped-decorator]
+    @no_var_expand  # type: ignore[untyped-decorator, unused-ignore]
     @complete_arguments
-    @line_cell_magic  # type: ignore[untyped-decorator]
+    @line_cell_magic  # type: ignore[untyped-decorator, unused-ignore]
     def complete(self, line: str, cell: str | None = None) -> None:
         """Complete the cell (or the rest of the line) with the Completions API.
 
@@ -217,7 +217,7 @@ class VmanMagic(Magics):
             self._user_ns[name] = completion
 
     # -- %vman -------------------------------------------------------------------
-    @line_magic  # type: ignore[untyped-decorator]
+    @line_magic  # type: ignore[untyped-decorator, unused-ignore]
     def vman(self, line: str) -> Any:
         """Settings and tools: ``%vman config|models|key|base_url URL|model NAME|demo|panel|help``."""
         command, _, rest = line.strip().partition(" ")

@@ -206,7 +206,7 @@ class Panel(w.VBox):  # type: ignore[misc]
         if self._shell is None:
             from IPython.core.getipython import get_ipython
 
-            self._shell = get_ipython()  # type: ignore[no-untyped-call]
+            self._shell = get_ipython()  # type: ignore[no-untyped-call, unused-ignore]
         return self._shell
 
     def _base_url_flag(self) -> str | None:
