@@ -50,6 +50,15 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "serve" in capsys.readouterr().out
 
 
+def test_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help reads as plain text: no reST markup, no internal module names."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "serve" in out and "demo" in out and "%%complete" in out
+    assert "``" not in out and "vman_magic" not in out
+
+
 def test_port_in_use_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     """A port that is taken gives exit status 1 and a one-line message, not a traceback."""
     with socket.socket() as taken:

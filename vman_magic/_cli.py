@@ -16,7 +16,6 @@ output or shell history; it is never printed.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
@@ -27,7 +26,12 @@ from . import __version__
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vman-magic", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="vman-magic",
+        description="Run the offline demo model as an OpenAI-compatible server, or a guided %%complete demo in this terminal.",
+        epilog="examples:\n  vman-magic demo\n  vman-magic serve --port 8000 --tokens-per-second 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"vman-magic {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the offline demo model as an OpenAI-compatible server")
@@ -40,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tokens-per-second", type=_positive, default=None, metavar="R", help="throttle streams")
     serve.add_argument("--first-token-ms", type=_non_negative, default=None, metavar="T", help="delay the first token")
-    commands.add_parser("demo", help="run the guided demo (vman_magic._demo_cli)", add_help=False)
+    commands.add_parser(
+        "demo", help="the guided demo: real notebook cells, streamed in this terminal (see demo --help)"
+    )
     return parser
 
 
@@ -95,15 +101,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: list[str]) -> int:
-    try:
-        demo = importlib.import_module("vman_magic._demo_cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != "vman_magic._demo_cli":
-            raise
-        print("vman-magic demo: this installation has no vman_magic._demo_cli module", file=sys.stderr)
-        return 1
-    result = demo.main(args)
-    return int(result or 0)
+    from . import _demo_cli  # looked up at call time, so tests can replace its main
+
+    return _demo_cli.main(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -303,3 +303,13 @@ def get_model() -> Model:
         if _model is None:
             _model = _load_or_train()
         return _model
+
+
+def is_ready() -> bool:
+    """True when :func:`get_model` returns without training: loaded here already, or cached on disk.
+
+    So a terminal can say "training..." before those few silent seconds, and
+    only when they will happen. (A cache file that turns out unreadable is
+    retrained without that notice: rare, and still correct.)
+    """
+    return _model is not None or cache_path().exists()
