@@ -2,7 +2,7 @@
 
 ::
 
-    python -m benchmarks            # the full run (about 6-8 minutes here)
+    python -m benchmarks            # the full run (about 3-4 minutes on 2 cores)
     python -m benchmarks --quick    # tiny sizes, seconds: checks the suite works
     python -m benchmarks --only stream,memory --output /tmp/results.md
 
