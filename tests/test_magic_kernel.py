@@ -78,9 +78,7 @@ def test_single_choice_streams_appended_text_bounded_by_rate(kernel: Any) -> Non
     assert reply["status"] == "ok"
     streams = [m for m in messages if m["msg_type"] == "stream"]
     streamed = "".join(m["content"]["text"] for m in streams)
-    text = printed(
-        kc, "__import__('vman_magic.notebook.display').notebook.display.clean_stream_text(_completion.text)"
-    )
+    text = printed(kc, "__import__('vman_magic.notebook.display').notebook.display.clean_stream_text(_completion.text)")
     usage = printed(kc, "_completion.usage.completion_tokens")
     assert usage == 2000  # token 0 (end of text) is banned, so the model writes all of them
     assert streamed == text + "\n" or streamed == text
