@@ -293,7 +293,7 @@ def test_demo_notice_is_printed_once(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no base URL configured the first call says it uses the demo model; later calls stay quiet."""
-    monkeypatch.setattr("vman_magic.notebook.magic._demo_notice_shown", False)
+    monkeypatch.setattr("vman_magic.notebook.messages._demo_notice_shown", False)
     _config.set_session(base_url=None, model=None)
     assert run(ip, "%%complete --max-tokens 2\nOnce").success
     assert capsys.readouterr().out.count("offline demo model") == 1

@@ -16,6 +16,12 @@ From Python::
 Names are imported lazily (PEP 562), so ``import vman_magic`` and
 ``%load_ext vman_magic`` stay cheap: IPython's magic machinery, ipywidgets and
 the demo model load only when first used.
+
+This module is also where the layers are wired together: it registers the
+offline demo as the server to use when no base URL is configured
+(:func:`vman_magic.core.config.set_default_server`), so neither the settings
+nor the client import the demo server, and nothing starts it until a door
+that is about to send a request asks for it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .core import config as _config
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -102,6 +109,16 @@ __all__ = [
     "run_sweep",
     "unload_ipython_extension",
 ]
+
+
+def _offline_demo(settings: _config.Settings) -> _config.Settings:
+    """The default server: the offline demo, started on first use (see :mod:`vman_magic.demo.launch`)."""
+    from .demo.launch import ensure_demo
+
+    return ensure_demo(settings)
+
+
+_config.set_default_server(_offline_demo)
 
 
 def __getattr__(name: str) -> Any:

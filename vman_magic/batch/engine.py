@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from ..client.retry import RetryPolicy
-from ..core.config import Secret, resolve
+from ..core.config import Secret, ensure_server, resolve
 from ..core.errors import APIResponseError, ValidationError
 from ..core.models import Choice, Completion, CompletionBuilder, CompletionRequest, Prompt
 from .progress import Progress, Tally
@@ -273,7 +273,7 @@ def prepare(
         "timeout": timeout,
         "max_retries": max_retries,
     }
-    settings = resolve(**client_args)
+    settings = ensure_server(resolve(**client_args))  # a batch is about to send: the demo starts here if needed
     model_name = settings.require_model(model)
     requests: list[CompletionRequest | ValidationError] = []
     for prompt, params in jobs:
@@ -285,6 +285,7 @@ def prepare(
             if exc.param != "prompt":
                 raise
             requests.append(exc)
+    client_args["base_url"] = settings.base_url
     client_args["max_retries"] = settings.max_retries
     client_args["concurrency"] = concurrency
     return Run(requests, group_size), client_args

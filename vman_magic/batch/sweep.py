@@ -24,6 +24,7 @@ from typing import Any
 
 from ..core.config import Secret, as_secret
 from ..core.errors import ValidationError
+from ..core.kernel import in_kernel
 from ..core.models import Completion, CompletionRequest, Prompt
 from ..core.params import PARAMS, PARAMS_BY_NAME
 from .engine import Run, Watcher, prepare
@@ -305,8 +306,6 @@ class _SilentView:
 def _view(settings: Sequence[Mapping[str, Any]], show: bool) -> Watcher[Any]:
     if not show:
         return _SilentView()
-    from ..notebook.display import in_kernel
-
     return GridView(settings) if in_kernel() else TextView(settings)
 
 

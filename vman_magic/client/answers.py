@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from ..core.config import Settings
+from ..core.config import DEMO_MODEL, Settings
 from ..core.errors import (
     APIConnectionError,
     APIResponseError,
@@ -33,7 +33,6 @@ from ..core.errors import (
     status_error_class,
 )
 from ..core.models import Completion, CompletionBuilder
-from ..demo.launch import DEMO_MODEL, is_demo_url
 from .retry import parse_retry_after
 from .sse import SSEDecoder, loads
 
@@ -61,7 +60,7 @@ class Answers:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.host = urllib.parse.urlsplit(settings.base_url).hostname or settings.base_url
+        self.host = urllib.parse.urlsplit(settings.url).hostname or settings.url
 
     def scrub(self, text: str) -> str:
         """Server text with our key masked, in case a gateway echoes it back."""
@@ -101,7 +100,7 @@ class Answers:
             text = f"the server at {self.host} answered {status} {response.reason_phrase}" + (
                 f": {snippet}" if snippet else ""
             )
-        text = join(text, _hint(status, str(message or ""), info.get("param"), self.settings.base_url))
+        text = join(text, _hint(status, str(message or ""), info.get("param"), self.settings.is_demo))
         return status_error_class(status)(
             text,
             status_code=status,
@@ -180,7 +179,7 @@ def join(message: str, hint: str) -> str:
     return f"{message.rstrip().rstrip('.;:,')}; {hint}" if hint else message
 
 
-def _hint(status: int, message: str, param: str | None, base_url: str) -> str:
+def _hint(status: int, message: str, param: str | None, is_demo: bool) -> str:
     """What the user should change, for an HTTP error status."""
     if status == 401:
         return "check the API key (VMAN_API_KEY, %vman key, or api_key=...)"
@@ -189,7 +188,7 @@ def _hint(status: int, message: str, param: str | None, base_url: str) -> str:
             "note: this is the text Completions endpoint (/v1/completions), "
             "the model may be chat-only: pick a completions model (%vman models or client.models() lists them)"
         )
-    if status == 404 and is_demo_url(base_url):
+    if status == 404 and is_demo:
         return (
             "no VMAN_BASE_URL is set, so the offline demo server answered and it only serves "
             f"{DEMO_MODEL!r}: set VMAN_BASE_URL (or %vman base_url URL) to your server, or drop the model setting"

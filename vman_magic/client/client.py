@@ -29,8 +29,8 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
-from .. import __version__
-from ..core.config import Secret, Settings, as_secret, resolve, warn_if_insecure
+from .._version import __version__
+from ..core.config import Secret, Settings, as_secret, ensure_server, resolve, warn_if_insecure
 from ..core.errors import ConfigurationError, VmanError
 from ..core.models import Completion, CompletionBuilder, CompletionRequest, Prompt
 from .answers import Answers, Attempt, end_of_stream, feed, log_done, model_ids
@@ -75,7 +75,7 @@ class _BaseClient:
         self._httpx_timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} base_url={self.settings.base_url!r} model={self.settings.model!r}>"
+        return f"<{type(self).__name__} base_url={self.settings.url!r} model={self.settings.model!r}>"
 
     def _request(self, prompt: Prompt, model: str | None, stream: bool, params: dict[str, Any]) -> CompletionRequest:
         return CompletionRequest.build(self.settings.require_model(model), prompt, stream=stream, **params)
@@ -138,11 +138,19 @@ class Client(_BaseClient):
         model: str | None = None,
         timeout: Any = None,
         max_retries: int | None = None,
+        settings: Settings | None = None,
         http_client: httpx.Client | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
-        self._open(settings, http_client, retry)
+        api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
+        given = {
+            "base_url": base_url,
+            "api_key": api_key,
+            "model": model,
+            "timeout": timeout,
+            "max_retries": max_retries,
+        }
+        self._open(settings_at_the_door(settings, given), http_client, retry)
 
     def _open(self, settings: Settings, http_client: httpx.Client | None, retry: RetryPolicy | None) -> None:
         self._setup(settings, retry)
@@ -186,7 +194,7 @@ class Client(_BaseClient):
         """Send ``request`` and fold the answer into ``builder``; the primitive behind everything."""
         body = request.to_body()
         headers = self._stream_headers if request.stream else self._headers
-        url = self.settings.base_url + "/completions"
+        url = self.settings.url + "/completions"
         deadline = self._deadline()
 
         def once(attempt: Attempt) -> Completion:
@@ -214,7 +222,7 @@ class Client(_BaseClient):
 
     def models(self) -> list[str]:
         """The model ids the server offers (``GET {base_url}/models``)."""
-        url = self.settings.base_url + "/models"
+        url = self.settings.url + "/models"
 
         def once(attempt: Attempt) -> list[str]:
             response = self._http.get(url, headers=self._headers, timeout=self._httpx_timeout)
@@ -252,6 +260,24 @@ class Client(_BaseClient):
             raise
 
 
+def settings_at_the_door(settings: Settings | None, given: dict[str, Any]) -> Settings:
+    """The one :class:`Settings` a public door works with: ``settings=`` as given, or resolved from ``given``.
+
+    Either is pointed at a server before use: when no layer names one, the
+    default server (the offline demo) starts here, and only here.
+    """
+    if settings is None:
+        return ensure_server(resolve(**given))
+    both = [name for name, value in given.items() if value is not None]
+    if both:
+        raise ConfigurationError(
+            f"pass either settings= or {', '.join(n + '=' for n in both)} not both: the settings already hold them"
+        )
+    if not isinstance(settings, Settings):
+        raise ConfigurationError(f"settings must be vman_magic.Settings, got {type(settings).__name__}")
+    return ensure_server(settings)
+
+
 def _capped(seconds: float | None, left: float) -> float:
     return left if seconds is None else min(seconds, left)
 
@@ -272,11 +298,19 @@ class AsyncClient(_BaseClient):
         model: str | None = None,
         timeout: Any = None,
         max_retries: int | None = None,
+        settings: Settings | None = None,
         http_client: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
-        self._open(settings, http_client, retry)
+        api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
+        given = {
+            "base_url": base_url,
+            "api_key": api_key,
+            "model": model,
+            "timeout": timeout,
+            "max_retries": max_retries,
+        }
+        self._open(settings_at_the_door(settings, given), http_client, retry)
 
     def _open(self, settings: Settings, http_client: httpx.AsyncClient | None, retry: RetryPolicy | None) -> None:
         self._setup(settings, retry)
@@ -320,7 +354,7 @@ class AsyncClient(_BaseClient):
         """Send ``request`` and fold the answer into ``builder``; see :meth:`Client.run`."""
         body = request.to_body()
         headers = self._stream_headers if request.stream else self._headers
-        url = self.settings.base_url + "/completions"
+        url = self.settings.url + "/completions"
         deadline = self._deadline()
 
         async def once(attempt: Attempt) -> Completion:
@@ -352,7 +386,7 @@ class AsyncClient(_BaseClient):
 
     async def models(self) -> list[str]:
         """The model ids the server offers (``GET {base_url}/models``)."""
-        url = self.settings.base_url + "/models"
+        url = self.settings.url + "/models"
 
         async def once(attempt: Attempt) -> list[str]:
             response = await self._http.get(url, headers=self._headers, timeout=self._httpx_timeout)
@@ -434,6 +468,7 @@ def complete(
     """
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
+    settings = ensure_server(settings)
     key = _pool_key(settings)
     with _lock:
         client = _clients.get(key)
@@ -457,6 +492,7 @@ async def acomplete(
     """The async twin of :func:`complete`; clients are pooled per event loop, server and key."""
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
+    settings = ensure_server(settings)
     key = _pool_key(settings)
     loop = asyncio.get_running_loop()
     with _lock:

@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
+from ..core.config import DEFAULT_MAX_RETRIES
 from ..core.errors import APIConnectionError, APIStatusError, VmanError
 
 __all__ = ["DEFAULT_MAX_RETRIES", "RETRY_STATUSES", "RetryPolicy", "parse_retry_after"]
 
-DEFAULT_MAX_RETRIES = 2
 RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 
 

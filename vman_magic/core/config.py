@@ -15,10 +15,13 @@ answer "why is it using that model?". The key is wrapped in :class:`Secret`
 from the moment it is read, so printing settings, a traceback's locals or a
 log record can never show it; only the HTTP layer calls ``reveal()``.
 
-With no base URL in any layer, the offline demo server is started (once per
-process) and its model is the default, so a notebook works out of the box.
+Resolving has no side effects: it reads the layers and returns an immutable
+:class:`Settings`, nothing more. With no base URL in any layer the settings
+say so (``base_url=None``, ``is_demo=True``, the demo's model as default);
+starting the offline demo server is a decision the doors take on purpose,
+through :func:`ensure_server`, never a by-product of reading settings.
 
-Standard library only.
+Standard library only; imports nothing above :mod:`vman_magic.core`.
 """
 
 from __future__ import annotations
@@ -28,14 +31,15 @@ import os
 import threading
 import urllib.parse
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from ..client.retry import DEFAULT_MAX_RETRIES
 from .errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "DEMO_MODEL",
     "FIELDS",
     "InsecureKeyWarning",
     "Secret",
@@ -43,14 +47,19 @@ __all__ = [
     "Timeout",
     "as_secret",
     "clear_session",
+    "ensure_server",
     "normalize_base_url",
     "resolve",
+    "set_default_server",
     "set_ipython_config",
     "set_session",
     "warn_if_insecure",
 ]
 
 FIELDS: Final = ("base_url", "api_key", "model", "timeout", "max_retries")
+DEFAULT_MAX_RETRIES: Final = 2
+#: The one model the offline demo server offers, and the default model when no layer names a server.
+DEMO_MODEL: Final = "vman-demo"
 
 _ENV: Final[dict[str, tuple[str, ...]]] = {
     "base_url": ("VMAN_BASE_URL", "OPENAI_BASE_URL"),
@@ -142,15 +151,39 @@ class Timeout:
 
 @dataclass(frozen=True)
 class Settings:
-    """The resolved configuration of one client; ``sources`` says where each value came from."""
+    """The resolved configuration of one call, client, batch or panel run; immutable.
 
-    base_url: str
-    api_key: Secret | None
-    model: str | None
+    Resolved once at the door (a magic cell, a panel run, a public function
+    call) and passed down as it is: nothing below re-reads the environment or
+    rebuilds it from raw arguments. ``sources`` says where each value came
+    from. ``base_url`` is ``None`` while no layer names a server; then
+    ``is_demo`` is true and :func:`ensure_server` fills in the offline demo's
+    address. The key stays a :class:`Secret`.
+    """
+
+    base_url: str | None
+    api_key: Secret | None = None
+    model: str | None = None
     timeout: Timeout = field(default_factory=Timeout)
     max_retries: int = DEFAULT_MAX_RETRIES
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     is_demo: bool = False
+
+    def __post_init__(self) -> None:
+        # built by hand (Settings(base_url=..., api_key="sk-...")): the same rules as resolve()
+        if self.api_key is not None and not isinstance(self.api_key, Secret):
+            object.__setattr__(self, "api_key", as_secret(self.api_key))
+        if self.base_url is not None:
+            object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
+
+    @property
+    def url(self) -> str:
+        """The base URL, which must be known by now (after :func:`ensure_server`)."""
+        if self.base_url is None:
+            raise ConfigurationError(
+                "no base URL is set: set VMAN_BASE_URL, pass base_url=..., or run %vman base_url URL"
+            )
+        return self.base_url
 
     def require_model(self, model: str | None = None) -> str:
         """``model`` or the configured one; a ConfigurationError saying how to set it."""
@@ -159,11 +192,15 @@ class Settings:
             raise ConfigurationError(f"no model is set for {self.base_url}: {_MODEL_HINT}")
         return chosen
 
+    def with_server(self, base_url: str, source: str) -> Settings:
+        """These settings pointed at ``base_url`` (how :func:`ensure_server` fills in the demo)."""
+        return replace(self, base_url=base_url, sources={**self.sources, "base_url": source})
+
     def describe(self) -> list[str]:
         """Lines for ``%vman config``: each value and its origin, never the key itself."""
         key = "not set" if self.api_key is None else "set"
         values = {
-            "base_url": self.base_url,
+            "base_url": self.base_url or "the offline demo server, started on first use",
             "api_key": key,
             "model": self.model or "not set",
             "timeout": f"connect {self.timeout.connect}s, read {self.timeout.read}s, total {self.timeout.total}s",
@@ -228,7 +265,9 @@ def _wrap(name: str, value: Any) -> Any:
 def resolve(**explicit: Any) -> Settings:
     """Merge every layer into :class:`Settings`; arguments given as ``None`` are "not given".
 
-    Starts the demo server when no layer names a base URL.
+    No side effects: with no base URL in any layer the result has
+    ``base_url=None`` and ``is_demo=True`` (and the demo's model unless one is
+    set); the doors decide whether to start the demo (:func:`ensure_server`).
     """
     _check_names(explicit)
     values: dict[str, Any] = {}
@@ -248,10 +287,9 @@ def resolve(**explicit: Any) -> Settings:
 
     model = values.get("model") or None
     is_demo = "base_url" not in values
+    base_url: str | None = None
     if is_demo:
-        from ..demo.launch import DEMO_MODEL, demo_base_url
-
-        base_url, sources["base_url"] = demo_base_url(), "demo server (no VMAN_BASE_URL set)"
+        sources["base_url"] = "demo server (no VMAN_BASE_URL set)"
         if model is None:
             model, sources["model"] = DEMO_MODEL, "demo default"
     else:
@@ -265,6 +303,39 @@ def resolve(**explicit: Any) -> Settings:
         sources=sources,
         is_demo=is_demo,
     )
+
+
+# --------------------------------------------------------------------------- the default server
+
+DefaultServer = Callable[[Settings], Settings]
+_default_server: DefaultServer | None = None
+
+
+def set_default_server(provider: DefaultServer | None) -> None:
+    """Register what :func:`ensure_server` does when no layer names a server.
+
+    The package root registers the offline demo (``vman_magic.demo.launch.ensure_demo``),
+    so this layer and the client never import the demo server, yet
+    ``Client()`` with nothing configured still works. Dependency inversion:
+    the wiring is visible in one place, ``vman_magic/__init__.py``.
+    """
+    global _default_server
+    _default_server = provider
+
+
+def ensure_server(settings: Settings) -> Settings:
+    """``settings`` unchanged when they name a server; else the default server's (the demo, started once).
+
+    Called on purpose by the doors that need a server to talk to: the magic
+    sending a cell, the panel, ``complete*``, the batch functions, and
+    ``Client``/``AsyncClient`` built with no base URL anywhere. Building a
+    client *with* a base URL, or ``%vman config``, never gets here.
+    """
+    if settings.base_url is not None:
+        return settings
+    if _default_server is None:
+        raise ConfigurationError("no base URL is set: set VMAN_BASE_URL, pass base_url=..., or run %vman base_url URL")
+    return _default_server(settings)
 
 
 def _coerce_retries(value: Any) -> int:
@@ -326,7 +397,7 @@ _warned_hosts: set[str] = set()
 
 def warn_if_insecure(settings: Settings) -> None:
     """Warn once per host when the key would be sent over plain http off this machine."""
-    parts = urllib.parse.urlsplit(settings.base_url)
+    parts = urllib.parse.urlsplit(settings.base_url or "")
     host = parts.hostname or ""
     if settings.api_key is None or parts.scheme != "http" or is_loopback(host):
         return

@@ -13,18 +13,19 @@ inline style, every tooltip a ``title``, and the text colour is set next to the
 background so a token stays readable in light and dark themes alike. Model text
 is always escaped: a model can emit ``<script>`` like any other token.
 
-Standard library only, like the rest of the rendering layer.
+Standard library only, like the rest of the rendering layer; takes the shapes of
+:mod:`vman_magic.core.shapes`, never the models (which call it).
 """
 
 from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .models import Choice, Completion
+from .shapes import ChoiceShape, ResultShape
 
 __all__ = ["NO_LOGPROBS_NOTE", "ProbabilityView", "probability_bin"]
 
@@ -97,9 +98,9 @@ def _visible_html(token: str) -> str:
     return out.replace("\n", "↵<br>")
 
 
-def _alternatives(top: dict[str, float] | None) -> list[tuple[str, float]]:
+def _alternatives(top: Mapping[str, float] | None) -> list[tuple[str, float]]:
     """Top alternatives as (token, probability), most likely first."""
-    if not isinstance(top, dict):
+    if not isinstance(top, Mapping):
         return []
     pairs = [(str(tok), p) for tok, lp in top.items() if (p := _prob(lp)) is not None]
     return sorted(pairs, key=lambda pair: -pair[1])
@@ -123,7 +124,7 @@ class ProbabilityView:
     the server returned no ``logprobs``.
     """
 
-    def __init__(self, completion: Completion) -> None:
+    def __init__(self, completion: ResultShape) -> None:
         self.completion = completion
 
     # -- html ------------------------------------------------------------
@@ -145,7 +146,7 @@ class ProbabilityView:
         parts.append("</div>")
         return "".join(parts)
 
-    def _choice_html(self, choice: Choice) -> str:
+    def _choice_html(self, choice: ChoiceShape) -> str:
         lp = choice.logprobs
         assert lp is not None  # filtered by the caller
         spans = []

@@ -10,17 +10,16 @@ rules shape everything here:
   are JupyterLab CSS variables with fallbacks for classic Notebook, VS Code
   and exported HTML.
 
-Standard library only.
+Standard library only. Takes any object of the shape in :mod:`vman_magic.core.shapes`
+and never imports the models, which call it (one-way dependency).
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .models import Choice, Completion
+from .shapes import ChoiceShape, ResultShape
 
 __all__ = [
     "completion_html",
@@ -45,7 +44,7 @@ _FOOTER_STYLE = "font-size:12px;color:var(--jp-ui-font-color2,#777);margin-top:4
 _WARN_STYLE = "color:var(--jp-warn-color0,#b36b00);font-weight:600"
 
 
-def stats_parts(c: Completion) -> list[str]:
+def stats_parts(c: ResultShape) -> list[str]:
     """The footer facts in reading order: finish, tokens, first token, speed.
 
     Shared by the text and HTML footers so they always say the same thing.
@@ -69,7 +68,7 @@ def stats_parts(c: Completion) -> list[str]:
     return parts
 
 
-def incomplete_reason(c: Completion) -> str | None:
+def incomplete_reason(c: ResultShape) -> str | None:
     """Why a result is incomplete, in one line, or None when it is complete."""
     if not c.incomplete:
         return None
@@ -83,7 +82,7 @@ def incomplete_reason(c: Completion) -> str | None:
     return f"incomplete: {type(c.error).__name__}: {message}"
 
 
-def footer_text(c: Completion) -> str:
+def footer_text(c: ResultShape) -> str:
     """A short status line (plus notes), for terminals and ``text/plain``."""
     parts = stats_parts(c)
     reason = incomplete_reason(c)
@@ -94,7 +93,7 @@ def footer_text(c: Completion) -> str:
     return "\n".join(lines)
 
 
-def footer_html(c: Completion) -> str:
+def footer_html(c: ResultShape) -> str:
     """The footer as escaped HTML; empty when there is nothing to say."""
     parts = [html.escape(p) for p in stats_parts(c)]
     reason = incomplete_reason(c)
@@ -107,7 +106,7 @@ def footer_html(c: Completion) -> str:
     return "".join(out)
 
 
-def completion_text(c: Completion, *, footer: bool = True) -> str:
+def completion_text(c: ResultShape, *, footer: bool = True) -> str:
     """Plain text: the text itself for one choice, labelled blocks for several."""
     choices = c.choices
     body = c.text if len(choices) <= 1 else "\n\n".join(f"[{_label(c, ch)}]\n{ch.text}" for ch in choices)
@@ -119,7 +118,7 @@ def completion_text(c: Completion, *, footer: bool = True) -> str:
     return f"{body}\n{tail}" if body else tail
 
 
-def completion_html(c: Completion, *, footer: bool = True) -> str:
+def completion_html(c: ResultShape, *, footer: bool = True) -> str:
     """Escaped HTML: one text box, or several choices side by side in a grid."""
     choices = c.choices
     if len(choices) <= 1:
@@ -134,7 +133,7 @@ def completion_html(c: Completion, *, footer: bool = True) -> str:
     return f'<div class="vman-completion">{body}{tail}</div>'
 
 
-def _choice_box(c: Completion, ch: Choice) -> str:
+def _choice_box(c: ResultShape, ch: ChoiceShape) -> str:
     label = html.escape(_label(c, ch))
     if ch.finish_reason:
         label += f" · {html.escape(ch.finish_reason)}"
@@ -145,7 +144,7 @@ def _choice_box(c: Completion, ch: Choice) -> str:
     )
 
 
-def _label(c: Completion, ch: Choice) -> str:
+def _label(c: ResultShape, ch: ChoiceShape) -> str:
     """``choice 2``, or ``prompt 1 · choice 0`` when several prompts were sent.
 
     The API numbers choices prompt-major: index = prompt * n + choice.

@@ -1,29 +1,42 @@
-"""The offline demo model, started on first use when no base URL is configured.
+"""The offline demo model, started on purpose when no base URL is configured.
 
 A fresh notebook with no ``VMAN_BASE_URL`` should still produce text, so the
 package serves its own small model on ``127.0.0.1`` (an ephemeral port, in a
 daemon thread) and points the client at it. The rest of the package talks to
 it over HTTP only, exactly as it would talk to VMAN.
 
-The server starts at most once per process, however many threads ask at the
-same time. The Python API announces it with one ``logging`` INFO record; the
-magic prints :func:`demo_notice` once, since a notebook user reads cell output,
-not logs.
+Nothing starts it by accident: resolving settings has no side effects, and
+only the doors that are about to send something call :func:`ensure_demo`
+(through :func:`vman_magic.core.config.ensure_server`, which the package root
+wires to it). The server starts at most once per process, however many
+threads ask at the same time. The Python API announces it with one
+``logging`` INFO record; the magic prints :func:`demo_notice` once, since a
+notebook user reads cell output, not logs.
+
+Imports only the standard library and :mod:`vman_magic.core` at module level;
+the model and the h11 server load when the server first starts.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Final
+from typing import Any
 
-__all__ = ["DEMO_MODEL", "demo_base_url", "demo_notice", "demo_running", "is_demo_url"]
+from ..core.config import DEMO_MODEL, Settings
 
-DEMO_MODEL: Final = "vman-demo"
+__all__ = ["DEMO_MODEL", "demo_base_url", "demo_notice", "demo_running", "ensure_demo"]
 
 _log = logging.getLogger("vman_magic")
 _lock = threading.Lock()
 _server: Any = None  # the RunningServer, once started
+
+
+def ensure_demo(settings: Settings) -> Settings:
+    """``settings`` as they are when they name a server; else pointed at the demo, started once."""
+    if settings.base_url is not None:
+        return settings
+    return settings.with_server(demo_base_url(), "demo server (no VMAN_BASE_URL set)")
 
 
 def demo_base_url() -> str:
@@ -41,11 +54,6 @@ def demo_base_url() -> str:
 def demo_running() -> bool:
     """True once the demo server was started in this process."""
     return _server is not None
-
-
-def is_demo_url(base_url: str) -> bool:
-    """True when ``base_url`` is the auto-started demo server (so a 404 can say why it answered)."""
-    return _server is not None and base_url == _server.base_url
 
 
 def demo_notice() -> str:

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..core.kernel import in_kernel
 from ..core.render import completion_html, completion_text, footer_html, footer_text
 
 if TYPE_CHECKING:
@@ -68,16 +69,6 @@ def clean_stream_text(text: str) -> str:
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", _ANSI.sub("", text))
-
-
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel (rich display), False in terminal IPython or a script."""
-    try:
-        from IPython.core.getipython import get_ipython
-    except ImportError:  # pragma: no cover - IPython is a dependency
-        return False
-    shell = get_ipython()  # type: ignore[no-untyped-call, unused-ignore]
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 class LiveView:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import getpass
 import json
 import keyword
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +31,10 @@ from ..core.errors import ConfigurationError, ValidationError, VmanError
 from ..core.models import Completion, CompletionBuilder, CompletionRequest
 from ..core.params import PARAMS
 from ..core.template import Rendered, render
+from ..demo.launch import demo_running
 from .display import LiveView
 from .flags import complete_arguments, parse_flags, split_line
+from .messages import shorten, show_demo_notice
 
 if TYPE_CHECKING:
     from ..client.client import Client
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["VmanMagic", "load_ipython_extension", "unload_ipython_extension"]
 
 SHOW_PROBS_LOGPROBS = 5  # what --show-probs asks for when --logprobs is not given
-_demo_notice_shown = False
-_MAX_MESSAGE = 300  # characters of an error line under a failed cell
 
 _VMAN_HELP = """\
 %vman config          effective settings and where each came from (the key only as set/not set)
@@ -131,7 +130,7 @@ class VmanMagic(Magics):
         if args.over is not None or args.sweep:
             from .magic_batch import run_batch  # imported on use: %load_ext stays cheap
 
-            run_batch(self, args, prompt, params)
+            run_batch(self._user_ns, args, prompt, params)
             return
         rendered: Rendered | None = None
         if not args.no_template:
@@ -148,8 +147,9 @@ class VmanMagic(Magics):
         if args.dry_run:
             _print_dry_run(request, settings.base_url, rendered)
             return
+        settings = _config.ensure_server(settings)  # about to send: the demo starts here, if nothing is configured
         if settings.is_demo:
-            _show_demo_notice()
+            show_demo_notice()
         completion = self._run(request, settings, args.output)
         if args.show_probs:
             from IPython.display import display
@@ -163,13 +163,7 @@ class VmanMagic(Magics):
             from ..client.client import Client
 
             self.close()
-            self._client = Client(
-                base_url=settings.base_url,
-                api_key=settings.api_key,
-                model=settings.model,
-                timeout=settings.timeout,
-                max_retries=settings.max_retries,
-            )
+            self._client = Client(settings=settings)
             self._client_key = key
         return self._client
 
@@ -189,13 +183,13 @@ class VmanMagic(Magics):
         except KeyboardInterrupt as exc:
             completion = self._keep(builder, exc, output, view)
             where = " and ".join(f"`{n}`" for n in (output, "_completion") if n)
-            _shorten(exc, f"KeyboardInterrupt: interrupted after {view.chunks} chunks; partial text kept in {where}")
+            shorten(exc, f"KeyboardInterrupt: interrupted after {view.chunks} chunks; partial text kept in {where}")
             raise
         except VmanError as exc:
             kept = self._keep(builder, exc, output, view)
             where = " and ".join(f"`{n}`" for n in (output, "_completion") if n)
             note = f" (the text that arrived is in {where})" if any(kept.texts) else ""
-            _shorten(exc, f"{type(exc).__name__}: {exc}", note)
+            shorten(exc, f"{type(exc).__name__}: {exc}", note)
             raise
         self._store(completion, output)
         view.finish(completion)
@@ -242,17 +236,20 @@ class VmanMagic(Magics):
         except (ConfigurationError, ValidationError) as exc:
             raise UsageError(str(exc)) from None
         except VmanError as exc:
-            _shorten(exc, f"{type(exc).__name__}: {exc}")
+            shorten(exc, f"{type(exc).__name__}: {exc}")
             raise
 
     def _vman_help(self, rest: str) -> None:
         print(_VMAN_HELP)
 
     def _vman_config(self, rest: str) -> None:
-        print("\n".join(_config.resolve().describe()))
+        settings = _config.resolve()  # no side effects: shows the demo's address only if it already runs
+        if settings.is_demo and demo_running():
+            settings = _config.ensure_server(settings)
+        print("\n".join(settings.describe()))
 
     def _vman_models(self, rest: str) -> None:
-        settings = _config.resolve()
+        settings = _config.ensure_server(_config.resolve())
         names = self._client_for(settings).models()
         current = settings.model
         for name in names:
@@ -294,20 +291,7 @@ class VmanMagic(Magics):
 # --------------------------------------------------------------------------- helpers
 
 
-def _shorten(exc: BaseException, message: str, note: str = "") -> None:
-    """Make IPython show ``message`` (one line, at most ~300 characters) instead of a traceback.
-
-    Server text inside ``message`` may span lines or run long; ``note`` is
-    kept whole at the end, so where the partial text went is always shown.
-    """
-    flat = " ".join(message.split())
-    if len(flat) + len(note) > _MAX_MESSAGE:
-        flat = flat[: max(_MAX_MESSAGE - len(note) - 3, 40)] + "..."
-    line = flat + note
-    exc._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]
-
-
-def _print_dry_run(request: CompletionRequest, base_url: str, rendered: Rendered | None) -> None:
+def _print_dry_run(request: CompletionRequest, base_url: str | None, rendered: Rendered | None) -> None:
     print("prompt:")
     print(request.prompt if isinstance(request.prompt, str) else json.dumps(request.prompt, ensure_ascii=False))
     if rendered is not None and rendered.names:
@@ -318,17 +302,10 @@ def _print_dry_run(request: CompletionRequest, base_url: str, rendered: Rendered
             + ", ".join("{" + n + "}" for n in rendered.unresolved)
             + "; define it, or write {{ }} to make the braces explicit"
         )
-    print(f"\nPOST {base_url}/completions")
+    where = base_url or "http://127.0.0.1:<port>/v1"
+    note = "" if base_url else "   (the offline demo server: no base URL is set; a dry run starts nothing)"
+    print(f"\nPOST {where}/completions{note}")
     print(json.dumps(request.to_body(), ensure_ascii=False, indent=2))
-
-
-def _show_demo_notice() -> None:
-    global _demo_notice_shown
-    if not _demo_notice_shown:
-        from ..demo.launch import demo_notice
-
-        _demo_notice_shown = True
-        print(demo_notice(), file=sys.stdout)
 
 
 def load_ipython_extension(ip: Any) -> None:

@@ -35,7 +35,7 @@ import json
 import sys
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 
@@ -46,10 +46,7 @@ from ..core import config as _config
 from ..core.errors import ConfigurationError, ValidationError, VmanError
 from ..core.models import CompletionRequest
 from ..core.template import Rendered, render
-from .magic import _shorten, _show_demo_notice
-
-if TYPE_CHECKING:
-    from .magic import VmanMagic
+from .messages import shorten, show_demo_notice
 
 __all__ = ["FRAME_COLUMN", "run_batch"]
 
@@ -59,8 +56,12 @@ DRY_RUN_PROMPTS = 3  # how many rendered prompts ``--dry-run --over`` shows
 SHOWN_FAILURES = 3  # how many failed items are named, one line each, after a batch
 
 
-def run_batch(magics: VmanMagic, args: argparse.Namespace, template: str, params: dict[str, Any]) -> None:
-    """Run a ``%%complete`` cell that has ``--over`` or ``--sweep``; ``params`` are its API flags."""
+def run_batch(user_ns: dict[str, Any], args: argparse.Namespace, template: str, params: dict[str, Any]) -> None:
+    """Run a ``%%complete`` cell that has ``--over`` or ``--sweep``; ``params`` are its API flags.
+
+    ``user_ns`` is the notebook's namespace: where ``--over`` finds its items,
+    ``{name}`` its values, and the result is stored.
+    """
     if args.over is not None and args.sweep:
         raise UsageError("--over and --sweep cannot be combined: sweep one prompt, or run one setting over the items")
     if args.show_probs:
@@ -74,16 +75,18 @@ def run_batch(magics: VmanMagic, args: argparse.Namespace, template: str, params
         raise UsageError(str(exc)) from None
     stream = not args.no_stream
     if args.over is not None:
-        _Over(magics, args, settings.base_url, model, stream).run(template, params, settings.is_demo)
+        _Over(user_ns, args, settings.base_url, model, stream).run(template, params, settings.is_demo)
     else:
-        _Sweep(magics, args, settings.base_url, model, stream).run(template, params, settings.is_demo)
+        _Sweep(user_ns, args, settings.base_url, model, stream).run(template, params, settings.is_demo)
 
 
 class _Job:
     """What both flags share: the magic's namespace, connection flags, storing and failing."""
 
-    def __init__(self, magics: VmanMagic, args: argparse.Namespace, base_url: str, model: str, stream: bool) -> None:
-        self.user_ns = magics._user_ns
+    def __init__(
+        self, user_ns: dict[str, Any], args: argparse.Namespace, base_url: str | None, model: str, stream: bool
+    ) -> None:
+        self.user_ns = user_ns
         self.args = args
         self.base_url = base_url
         self.model = model
@@ -106,7 +109,7 @@ class _Job:
     def interrupted(self, interrupt: BatchInterrupted, finished: int, total: int, unit: str) -> NoReturn:
         """Store the partial result and re-raise the interrupt as one line (the cell fails, Run All stops)."""
         self.store(interrupt.partial)
-        _shorten(
+        shorten(
             interrupt, f"BatchInterrupted: {finished} of {total} {unit} finished", f"; results so far in {self.where()}"
         )
         raise interrupt
@@ -117,7 +120,7 @@ class _Job:
             print(f"no {unit}: nothing was sent")
         elif len(failures) == total:
             error = VmanError(f"all {total} {unit} failed, e.g. {failures[0][0]}: {failures[0][1]}")
-            _shorten(error, f"VmanError: {error}", f" (results in {self.where()})")
+            shorten(error, f"VmanError: {error}", f" (results in {self.where()})")
             raise error
         for where, message in failures[:SHOWN_FAILURES]:
             print(f"{where} failed: {message}")
@@ -132,7 +135,7 @@ class _Job:
             raise UsageError(str(exc)) from None
 
     def print_request(self, request: CompletionRequest, what: str) -> None:
-        print(f"\nPOST {self.base_url}/completions   ({what})")
+        print(f"\nPOST {self.base_url or 'http://127.0.0.1:<port>/v1'}/completions   ({what})")
         print(json.dumps(request.to_body(), ensure_ascii=False, indent=2))
 
 
@@ -161,7 +164,7 @@ class _Over(_Job):
         if rendered and rendered[0].unresolved:
             print(_unresolved_note(rendered[0]))
         if is_demo:
-            _show_demo_notice()
+            show_demo_notice()
         try:
             result = complete_many([r.text for r in rendered], stream=self.stream, **self.client_args, **params)
         except ValidationError as exc:
@@ -184,7 +187,7 @@ class _Over(_Job):
             return
         self._frame_prompts(df.head(1), template)  # a field that is no column fails here, before the progress bar
         if is_demo:
-            _show_demo_notice()
+            show_demo_notice()
         try:
             frame = complete_frame(df, template, out=FRAME_COLUMN, stream=self.stream, **self.client_args, **params)
         except ValidationError as exc:
@@ -291,7 +294,7 @@ class _Sweep(_Job):
             self._dry_run(prompt, grid, n, params)
             return
         if is_demo:
-            _show_demo_notice()
+            show_demo_notice()
         try:
             result = run_sweep(prompt, grid, n=n, stream=self.stream, **self.client_args, **params)
         except ValidationError as exc:

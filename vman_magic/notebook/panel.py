@@ -39,13 +39,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ..client.client import AsyncClient
-from ..core.config import Secret, resolve
+from ..core.config import Secret, ensure_server, resolve
 from ..core.errors import ValidationError, VmanError
 from ..core.heatmap import ProbabilityView
+from ..core.kernel import in_kernel
 from ..core.models import Completion, CompletionBuilder, CompletionRequest
 from ..core.params import PARAMS_BY_NAME
 from ..core.template import render
-from .display import LiveView, in_kernel
+from .display import LiveView
 from .panel_code import copy_as_code, magic_cell
 from .panel_thread import run_in_thread
 from .panel_widgets import WIDGET_PARAMS, CodeSection, ParamControls, message_html
@@ -92,7 +93,7 @@ class Panel(w.VBox):  # type: ignore[misc]
         _check_initial(params)
         # the key is wrapped at once, so no repr or traceback of the panel can show it
         self._connection: dict[str, Any] = {"base_url": base_url, "api_key": Secret(api_key) if api_key else None}
-        self._settings = resolve(**self._connection, model=model)
+        self._settings = ensure_server(resolve(**self._connection, model=model))  # a face: it lists models at once
         self._shell = shell
         self._extra = {k: v for k, v in params.items() if k not in WIDGET_PARAMS and k != "stream"}
         self.result: Completion | None = None
