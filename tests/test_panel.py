@@ -30,6 +30,10 @@ def _requests(server: Any) -> int:
     return int(server.stats.completions)
 
 
+# token 0 (end of text) is banned, so no slow stream can end before it is stopped
+NO_END = {"0": -100}
+
+
 def _stop_once_text_arrives(p: Panel) -> threading.Thread:
     """A thread that waits for the first streamed text, then calls p.stop()."""
 
@@ -72,7 +76,7 @@ def test_run_stores_into_the_user_namespace(server: Any, shell: InteractiveShell
 
 def test_stop_from_another_thread_keeps_partial_text(server: Any) -> None:
     """stop() during a slow stream makes run() return the text so far, flagged incomplete."""
-    p = panel(base_url=server.url(tps=20), model="vman-demo", prompt="Once", max_tokens=400)
+    p = panel(base_url=server.url(tps=20), model="vman-demo", prompt="Once", max_tokens=400, logit_bias=NO_END)
     watcher = _stop_once_text_arrives(p)
     c = p.run()
     watcher.join()
@@ -87,7 +91,7 @@ def test_run_button_on_a_running_loop_does_not_block(server: Any) -> None:
     """Clicking Run schedules a task and returns; clicking Stop cancels it and keeps the text."""
 
     async def scenario() -> Any:
-        p = panel(base_url=server.url(tps=20), model="vman-demo", prompt="Once", max_tokens=400)
+        p = panel(base_url=server.url(tps=20), model="vman-demo", prompt="Once", max_tokens=400, logit_bias=NO_END)
         p.run_button.click()
         assert p.running and p.run_button.disabled and not p.stop_button.disabled
         while not (p.current is not None and p.current.text):

@@ -57,7 +57,8 @@ def test_run_click_leaves_the_kernel_free_and_streams_into_widget_state(
     run_cell(
         kc,
         "import asyncio, html, json, vman_magic\n"
-        f"p = vman_magic.panel(base_url={url!r}, model='vman-demo', prompt='Once', max_tokens=400, var='r')\n"
+        f"p = vman_magic.panel(base_url={url!r}, model='vman-demo', prompt='Once', max_tokens=400, var='r',\n"
+        "    logit_bias={'0': -100})  # no end of text: the stream cannot end before p.stop()\n"
         "p.run_button.click()",
         log,
     )
