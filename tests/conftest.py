@@ -6,13 +6,28 @@ that module.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+
+# Every completion is recorded in a history file, by default in the user's data folder. The suite
+# must never write there: its own file for the whole session, set before anything imports the
+# package, and inherited by every kernel and subprocess a test starts. Tests of the history itself
+# use the per-test ``history_file`` fixture.
+_SESSION_HISTORY = Path(tempfile.mkdtemp(prefix="vman-test-history-"))
+os.environ["VMAN_HISTORY"] = str(_SESSION_HISTORY / "history.db")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_HISTORY, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +91,15 @@ def vman_shell(
     _config.set_ipython_config({})
     for name in ("r", "_completion"):
         shell.user_ns.pop(name, None)
+
+
+@pytest.fixture
+def history_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh history file for this test only (``VMAN_HISTORY``); history state is reset before and after."""
+    from vman_magic.logbook import session
+
+    path = tmp_path / "history.db"
+    monkeypatch.setenv("VMAN_HISTORY", str(path))
+    session.reset()
+    yield path
+    session.reset()

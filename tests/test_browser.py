@@ -154,7 +154,7 @@ def _serve(app: str, demo_server: Any, home: Path) -> Iterator[Jupyter]:
         (home / "settings" / name).write_text(text)
 
     port, token = _free_port(), secrets.token_urlsafe(24)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_")) or k == "VMAN_HISTORY"}
     env.update(
         VMAN_BASE_URL=url(demo_server, tps=TPS),
         VMAN_MODEL="vman-demo",

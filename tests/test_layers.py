@@ -159,6 +159,17 @@ def test_batch_imports_no_notebook_and_no_ui_at_module_level() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_logbook_imports_only_stdlib_core_and_platformdirs() -> None:
+    """logbook/ (the history) sits right above core: the client and batches call it, it calls neither, no UI."""
+    bad = _violations(
+        ("vman_magic.logbook",),
+        lambda i: i.target.split(".")[0] in STDLIB
+        or i.target == "platformdirs"
+        or _inside(i.target, "vman_magic.core", "vman_magic.logbook"),
+    )
+    assert not bad, "\n".join(bad)
+
+
 def _cycle() -> list[str] | None:
     graph: dict[str, set[str]] = {}
     for i in imports():

@@ -42,7 +42,7 @@ def _ids(paths: list[Path]) -> list[str]:
 
 def kernel_env(canary: str) -> dict[str, str]:
     """The environment of a fresh Binder session: no server configured, only a (canary) key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_")) or k == "VMAN_HISTORY"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env["VMAN_API_KEY"] = canary
     return env

@@ -295,7 +295,7 @@ def test_executed_notebook_never_contains_the_key(authed: Any, other: Any, tmp_p
         "import vman_magic\nvman_magic.panel(prompt='Hi', max_tokens=3)",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_")) or k == "VMAN_HISTORY"}
     env.update(
         VMAN_API_KEY=CANARY,
         VMAN_BASE_URL=authed.base_url,

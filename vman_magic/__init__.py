@@ -12,6 +12,7 @@ From Python::
     import vman_magic
     c = vman_magic.complete("Once upon a time", max_tokens=40)
     print(c.text)
+    vman_magic.history("upon")   # every completion is recorded locally; load(id) brings one back
 
 Names are imported lazily (PEP 562), so ``import vman_magic`` and
 ``%load_ext vman_magic`` stay cheap: IPython's magic machinery, ipywidgets and
@@ -46,6 +47,9 @@ _LAZY: dict[str, str] = {
     "Choice": ".core.models",
     "Client": ".client.client",
     "Completion": ".core.models",
+    "History": ".logbook.entries",
+    "HistoryEntry": ".logbook.entries",
+    "HistoryError": ".core.errors",
     "CompletionRequest": ".core.models",
     "ConfigurationError": ".core.errors",
     "InternalServerError": ".core.errors",
@@ -64,6 +68,8 @@ _LAZY: dict[str, str] = {
     "complete": ".client.client",
     "complete_frame": ".batch.frame",
     "complete_many": ".batch.many",
+    "history": ".logbook.entries",
+    "load": ".logbook.entries",
     "panel": ".notebook.panel",
     "parse_sweep": ".batch.sweep",
     "run_sweep": ".batch.sweep",
@@ -85,6 +91,9 @@ __all__ = [
     "Completion",
     "CompletionRequest",
     "ConfigurationError",
+    "History",
+    "HistoryEntry",
+    "HistoryError",
     "InternalServerError",
     "Logprobs",
     "NotFoundError",
@@ -103,6 +112,8 @@ __all__ = [
     "complete",
     "complete_frame",
     "complete_many",
+    "history",
+    "load",
     "load_ipython_extension",
     "panel",
     "parse_sweep",
@@ -162,6 +173,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         AuthenticationError,
         BadRequestError,
         ConfigurationError,
+        HistoryError,
         InternalServerError,
         NotFoundError,
         PermissionDeniedError,
@@ -172,4 +184,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         VmanError,
     )
     from .core.models import Choice, Completion, CompletionRequest, Logprobs, Usage
+    from .logbook.entries import History, HistoryEntry, history, load
     from .notebook.panel import panel

@@ -14,6 +14,12 @@
   consecutive string prompts with the same parameters, sent as one request in
   the API's list-of-prompts form, whose answer :func:`split_group` cuts back
   into one result per prompt.
+* Resume: with the cache on, :func:`prepare` asks the history once for the
+  whole batch; items it answers completely are settled before anything is
+  sent (``Run.cached`` counts them) and only the others are scheduled. Every
+  result is recorded as it ends (the client records single items; grouped
+  prompts are recorded here, one entry per prompt), so a killed kernel loses
+  at most the items in flight.
 * Live views (:class:`Watcher`) take immutable snapshots on the batch's loop
   and draw them in the calling thread, so notebook output lands in the
   running cell and widgets are touched from one thread only.
@@ -32,6 +38,7 @@ from ..client.retry import RetryPolicy
 from ..core.config import Secret, ensure_server, resolve
 from ..core.errors import APIResponseError, ValidationError
 from ..core.models import Choice, Completion, CompletionBuilder, CompletionRequest, Prompt
+from ..logbook import session as _history
 from .progress import Progress, Tally
 
 __all__ = [
@@ -121,17 +128,28 @@ class Run:
     :meth:`Watcher.snapshot` on that same loop.
     """
 
-    def __init__(self, requests: list[CompletionRequest | ValidationError], group_size: int = 1) -> None:
+    def __init__(
+        self,
+        requests: list[CompletionRequest | ValidationError],
+        group_size: int = 1,
+        cached: Mapping[int, Completion] | None = None,
+    ) -> None:
         self.requests = requests
-        self.groups = _groups(requests, group_size)
-        """The items sent together, as index ranges in input order (all of length 1 without grouping)."""
-        self.group_of = [group for group in self.groups for _ in group]
+        cached = cached or {}
+        self.groups = _groups(requests, group_size, cached)
+        """The items to send, together, as index ranges in input order (all of length 1 without grouping)."""
+        self.group_of: dict[int, range] = {index: group for group in self.groups for index in group}
         self.slots: list[Completion | None] = [None] * len(requests)
         self.live: dict[int, CompletionBuilder] = {}  # every index of a group maps to the group's builder
         self.gate = RateGate()
         self.done = self.failed = self.prompt_tokens = self.completion_tokens = 0
+        self.cached = 0
+        """Items answered from the history, not sent."""
         self.version = 0  # bumped on every change a live view may want to redraw
         self.started = time.perf_counter()
+        for index, completion in cached.items():
+            self.settle(index, completion)
+            self.cached += 1
 
     @property
     def total(self) -> int:
@@ -150,7 +168,10 @@ class Run:
         self.version += 1
 
     def tally(self) -> Tally:
-        return Tally(self.total, self.done, self.failed, self.prompt_tokens, self.completion_tokens, self.gate.retries)
+        return Tally(
+            self.total, self.done, self.failed, self.prompt_tokens, self.completion_tokens, self.gate.retries,
+            self.cached,
+        )  # fmt: skip
 
     def current(self, index: int) -> Completion | None:
         """The finished result of an item, or the one still arriving."""
@@ -168,14 +189,26 @@ class Run:
         return split_group(completion, _requests(self, group))[index - group.start]
 
 
-def _groups(requests: list[CompletionRequest | ValidationError], size: int) -> list[range]:
-    """Runs of up to ``size`` consecutive string prompts with equal parameters; anything else alone."""
+def _groups(
+    requests: list[CompletionRequest | ValidationError], size: int, skip: Mapping[int, Completion]
+) -> list[range]:
+    """Runs of up to ``size`` consecutive string prompts with equal parameters; anything else alone.
+
+    Indices in ``skip`` (answered from the history) are in no group.
+    """
     groups: list[range] = []
     start = 0
-    for index in range(1, len(requests) + 1):
-        if index == len(requests) or index - start >= size or not _joinable(requests[start], requests[index]):
-            groups.append(range(start, index))
-            start = index
+    while start < len(requests):
+        if start in skip:
+            start += 1
+            continue
+        end = start + 1
+        while (
+            end < len(requests) and end - start < size and end not in skip and _joinable(requests[start], requests[end])
+        ):
+            end += 1
+        groups.append(range(start, end))
+        start = end
     return groups
 
 
@@ -251,6 +284,7 @@ def prepare(
     max_retries: int | None,
     concurrency: int,
     group_size: int = 1,
+    cache: bool | None = None,
 ) -> tuple[Run, dict[str, Any]]:
     """Validate every ``(prompt, params)`` job before anything is sent.
 
@@ -258,6 +292,8 @@ def prepare(
     :class:`ValidationError` at once (it would fail every item); a bad
     *prompt* only fails its own item. ``stream`` defaults to ``False``: a
     batch shows no text as it arrives, and one JSON body is faster to get.
+    With ``cache`` on, items the history answers completely are settled
+    here and never sent.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValidationError(f"concurrency must be a whole number >= 1, got {concurrency!r}", param="concurrency")
@@ -288,7 +324,8 @@ def prepare(
     client_args["base_url"] = settings.base_url
     client_args["max_retries"] = settings.max_retries
     client_args["concurrency"] = concurrency
-    return Run(requests, group_size), client_args
+    cached = _history.cached_answers(requests, settings.base_url, cache)
+    return Run(requests, group_size, cached), client_args
 
 
 async def execute(
@@ -311,6 +348,9 @@ async def execute(
 
     args = dict(client_args)
     lanes = max(1, min(args.pop("concurrency"), len(run.groups)))
+    if not run.groups:  # everything came from the history
+        publish()
+        return
     gate = run.gate
     args["retry"] = RetryPolicy(max_retries=args.pop("max_retries"), async_sleep=gate.backoff, on_retry_after=gate.hold)
     tls = httpx.create_ssl_context()
@@ -367,11 +407,17 @@ async def _one(run: Run, client: Any, group: range) -> list[Completion]:
     def updated(completion: Completion) -> None:
         run.version += 1  # tells live views (the sweep grid) that text arrived
 
-    try:
-        completion: Completion = await client.run(request, builder, on_update=updated)
+    grouped = len(group) > 1
+    try:  # the history was asked for the whole batch in prepare(): no lookup per item
+        completion: Completion = await client.run(request, builder, on_update=updated, cache=False, record=not grouped)
     except Exception as exc:  # recorded on the item(s): one failure never sinks the batch
         completion = builder.fail(exc)
-    return split_group(completion, requests) if len(group) > 1 else [completion]
+    if not grouped:
+        return [completion]
+    parts = split_group(completion, requests)
+    for part in parts:  # one history entry per prompt, so each can be found and resumed alone
+        _history.record(part, client.settings.base_url)
+    return parts
 
 
 def run_sync(

@@ -43,7 +43,9 @@ def complete_frame(
     Returns a new frame and leaves ``df`` alone, unless ``inplace=True``: then
     ``df`` itself gets the columns and is returned. ``kwargs`` go to
     :func:`~vman_magic.complete_many` (``model=``, ``max_tokens=``,
-    ``progress=``, ``on_interrupt=``, ``group_size=`` ...). On interrupt the
+    ``progress=``, ``on_interrupt=``, ``group_size=``, ``cache=`` ...): with
+    ``cache=True`` a re-run sends only the rows without a complete answer in
+    the history, so an interrupted or crashed table resumes. On interrupt the
     :class:`~vman_magic.batch.many.BatchInterrupted` carries the frame with the
     rows that finished as ``.partial``.
     """

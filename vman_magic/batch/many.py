@@ -111,6 +111,11 @@ class BatchResult(list[Completion]):
                 total.total_tokens += c.usage.total_tokens
         return total
 
+    @property
+    def from_history(self) -> list[int]:
+        """Indices of the items answered from the history (``cache=True``) instead of the server."""
+        return [i for i, c in enumerate(self) if c.cached]
+
     def tally(self) -> Tally:
         """The counts shown by the progress bar and the summary line."""
         usage = self.usage
@@ -122,6 +127,7 @@ class BatchResult(list[Completion]):
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             retries=self.retries,
+            cached=len(self.from_history),
         )
 
     def __str__(self) -> str:
@@ -211,6 +217,7 @@ def complete_many(
     max_retries: int | None = None,
     progress: bool = True,
     on_interrupt: OnInterrupt = "raise",
+    cache: bool | None = None,
     **params: Any,
 ) -> BatchResult:
     """Complete every prompt, ``concurrency`` at a time; results in input order.
@@ -234,6 +241,12 @@ def complete_many(
     each request carries that request's whole ``usage`` and the others
     ``usage=None`` with a note; ``BatchResult.usage`` stays exact.
 
+    Every item is recorded in the local history as it finishes. With
+    ``cache=True`` (or ``%vman cache on``) items the history holds a complete
+    answer for are not sent again, so re-running a batch after an interrupt,
+    an error or a killed kernel sends only the rest; the progress bar and
+    the summary say how many came from history (``.from_history``).
+
     Works in scripts and notebook cells alike (see :func:`run_sync`); shows a
     progress bar unless ``progress=False``. On interrupt raises
     :class:`BatchInterrupted` with ``.partial``, or returns the partial
@@ -242,7 +255,7 @@ def complete_many(
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     run, client_args, watcher = _begin(
         prompts, params, on_interrupt, progress, model=model, base_url=base_url, api_key=api_key,
-        timeout=timeout, max_retries=max_retries, concurrency=concurrency, group_size=group_size,
+        timeout=timeout, max_retries=max_retries, concurrency=concurrency, group_size=group_size, cache=cache,
     )  # fmt: skip
     try:
         return run_blocking(run, client_args, watcher)
@@ -272,6 +285,7 @@ async def acomplete_many(
     max_retries: int | None = None,
     progress: bool = True,
     on_interrupt: OnInterrupt = "raise",
+    cache: bool | None = None,
     **params: Any,
 ) -> BatchResult:
     """:func:`complete_many` for async code, on the caller's event loop.
@@ -283,7 +297,7 @@ async def acomplete_many(
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     run, client_args, watcher = _begin(
         prompts, params, on_interrupt, progress, model=model, base_url=base_url, api_key=api_key,
-        timeout=timeout, max_retries=max_retries, concurrency=concurrency, group_size=group_size,
+        timeout=timeout, max_retries=max_retries, concurrency=concurrency, group_size=group_size, cache=cache,
     )  # fmt: skip
     try:
         await execute(run, client_args, lambda: watcher.render(watcher.snapshot(run)))

@@ -29,6 +29,8 @@ class Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    cached: int = 0
+    """Items answered from the history instead of the server (counted in ``done``)."""
 
     @property
     def finished(self) -> int:
@@ -60,7 +62,8 @@ def summary_line(tally: Tally, elapsed: float | None = None) -> str:
     >>> summary_line(Tally(total=3, done=2, failed=1, prompt_tokens=9, completion_tokens=30))
     '3 prompts: 2 done, 1 failed; tokens 9 prompt + 30 completion = 39'
     """
-    parts = [f"{tally.total} prompt{'s' if tally.total != 1 else ''}: {tally.done} done"]
+    done = f"{tally.done} done" + (f" ({tally.cached} from history)" if tally.cached else "")
+    parts = [f"{tally.total} prompt{'s' if tally.total != 1 else ''}: {done}"]
     if tally.failed:
         parts.append(f"{tally.failed} failed")
     unfinished = tally.total - tally.finished
@@ -89,7 +92,10 @@ class TqdmProgress:
         bar = self._bar
         if tally.finished != bar.n:
             tokens = tally.prompt_tokens + tally.completion_tokens
-            bar.set_postfix(failed=tally.failed, tokens=f"{tokens:,}", refresh=False)
+            postfix = {"failed": tally.failed, "tokens": f"{tokens:,}"}
+            if tally.cached:
+                postfix["from_history"] = tally.cached
+            bar.set_postfix(postfix, refresh=False)
             bar.update(tally.finished - bar.n)
 
     def close(self, tally: Tally) -> None:

@@ -148,6 +148,7 @@ def run_sweep(
     api_key: str | Secret | None = None,
     timeout: Any = None,
     max_retries: int | None = None,
+    cache: bool | None = None,
     **params: Any,
 ) -> SweepResult:
     """Run ``prompt`` for every combination in ``grid``; show them side by side; return a table.
@@ -155,7 +156,9 @@ def run_sweep(
     ``params`` are the API parameters shared by every run (``max_tokens=``,
     ``seed=`` makes the sweep repeatable). Streams by default so the grid
     fills in live; pass ``stream=False`` for ``best_of``. ``show=False``
-    draws nothing. An interrupt raises
+    draws nothing. ``cache=True`` takes settings the history answers
+    completely from there (a sweep without ``seed`` samples, so only ask
+    for it to see the same texts again). An interrupt raises
     :class:`~vman_magic.batch.many.BatchInterrupted` whose ``.partial`` is the
     :class:`SweepResult` so far.
     """
@@ -185,6 +188,7 @@ def run_sweep(
         timeout=timeout,
         max_retries=max_retries,
         concurrency=concurrency,
+        cache=cache,
     )
     try:
         completions = run_blocking(run, client_args, _view(settings, show))

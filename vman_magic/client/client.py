@@ -33,6 +33,7 @@ from .._version import __version__
 from ..core.config import Secret, Settings, as_secret, ensure_server, resolve, warn_if_insecure
 from ..core.errors import ConfigurationError, VmanError
 from ..core.models import Completion, CompletionBuilder, CompletionRequest, Prompt
+from ..logbook import session as _history
 from .answers import Answers, Attempt, end_of_stream, feed, log_done, model_ids
 from .retry import RetryPolicy
 from .sse import SSEDecoder
@@ -182,16 +183,45 @@ class Client(_BaseClient):
         model: str | None = None,
         stream: bool = True,
         on_update: OnUpdate | None = None,
+        cache: bool | None = None,
         **params: Any,
     ) -> Completion:
-        """Complete ``prompt``; ``params`` are the API's (``max_tokens``, ``temperature``, ...)."""
+        """Complete ``prompt``; ``params`` are the API's (``max_tokens``, ``temperature``, ...).
+
+        ``cache=True`` answers from the local history when it holds a complete
+        answer to the same request (``None``: as ``%vman cache`` says, default off).
+        """
         request = self._request(prompt, model, stream, params)
-        return self.run(request, CompletionBuilder(request), on_update=on_update)
+        return self.run(request, CompletionBuilder(request), on_update=on_update, cache=cache)
 
     def run(
-        self, request: CompletionRequest, builder: CompletionBuilder, *, on_update: OnUpdate | None = None
+        self,
+        request: CompletionRequest,
+        builder: CompletionBuilder,
+        *,
+        on_update: OnUpdate | None = None,
+        cache: bool | None = None,
+        record: bool = True,
     ) -> Completion:
-        """Send ``request`` and fold the answer into ``builder``; the primitive behind everything."""
+        """Send ``request`` and fold the answer into ``builder``; the primitive behind everything.
+
+        Every result is recorded in the local history however it ends (the
+        caller's ``record=False`` records it itself, as batches do for grouped
+        prompts). With ``cache`` on, a complete answer from the history is put
+        into ``builder`` instead and nothing is sent.
+        """
+        base_url = self.settings.base_url
+        if _history.answer_from_history(request, base_url, cache, builder.completion):
+            if on_update is not None:
+                on_update(builder.completion)
+            return builder.completion
+        try:
+            return self._send(request, builder, on_update)
+        finally:
+            if record:
+                _history.record(builder.completion, base_url)
+
+    def _send(self, request: CompletionRequest, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
         body = request.to_body()
         headers = self._stream_headers if request.stream else self._headers
         url = self.settings.url + "/completions"
@@ -342,16 +372,41 @@ class AsyncClient(_BaseClient):
         model: str | None = None,
         stream: bool = True,
         on_update: OnUpdate | None = None,
+        cache: bool | None = None,
         **params: Any,
     ) -> Completion:
-        """Complete ``prompt``; ``params`` are the API's (``max_tokens``, ``temperature``, ...)."""
+        """Complete ``prompt``; ``params`` are the API's (``max_tokens``, ``temperature``, ...).
+
+        ``cache=True`` answers from the local history when it holds a complete
+        answer to the same request (``None``: as ``%vman cache`` says, default off).
+        """
         request = self._request(prompt, model, stream, params)
-        return await self.run(request, CompletionBuilder(request), on_update=on_update)
+        return await self.run(request, CompletionBuilder(request), on_update=on_update, cache=cache)
 
     async def run(
-        self, request: CompletionRequest, builder: CompletionBuilder, *, on_update: OnUpdate | None = None
+        self,
+        request: CompletionRequest,
+        builder: CompletionBuilder,
+        *,
+        on_update: OnUpdate | None = None,
+        cache: bool | None = None,
+        record: bool = True,
     ) -> Completion:
         """Send ``request`` and fold the answer into ``builder``; see :meth:`Client.run`."""
+        base_url = self.settings.base_url
+        if _history.answer_from_history(request, base_url, cache, builder.completion):
+            if on_update is not None:
+                on_update(builder.completion)
+            return builder.completion
+        try:
+            return await self._send(request, builder, on_update)
+        finally:
+            if record:
+                _history.record(builder.completion, base_url)
+
+    async def _send(
+        self, request: CompletionRequest, builder: CompletionBuilder, on_update: OnUpdate | None
+    ) -> Completion:
         body = request.to_body()
         headers = self._stream_headers if request.stream else self._headers
         url = self.settings.url + "/completions"
@@ -459,9 +514,14 @@ def complete(
     timeout: Any = None,
     max_retries: int | None = None,
     on_update: OnUpdate | None = None,
+    cache: bool | None = None,
     **params: Any,
 ) -> Completion:
     """Complete ``prompt`` with the configured server; clients are pooled per server and key.
+
+    The result is recorded in the local history (``vman_magic.history()``);
+    ``cache=True`` answers from it when it holds a complete answer to the
+    same request, and sends nothing.
 
     >>> c = complete("Once upon a time", max_tokens=20)  # doctest: +SKIP
     >>> print(c.text)                                     # doctest: +SKIP
@@ -474,7 +534,9 @@ def complete(
         client = _clients.get(key)
         if client is None:
             client = _clients[key] = Client._from_settings(settings)
-    return client.complete(prompt, model=settings.require_model(), stream=stream, on_update=on_update, **params)
+    return client.complete(
+        prompt, model=settings.require_model(), stream=stream, on_update=on_update, cache=cache, **params
+    )
 
 
 async def acomplete(
@@ -487,6 +549,7 @@ async def acomplete(
     timeout: Any = None,
     max_retries: int | None = None,
     on_update: OnUpdate | None = None,
+    cache: bool | None = None,
     **params: Any,
 ) -> Completion:
     """The async twin of :func:`complete`; clients are pooled per event loop, server and key."""
@@ -500,4 +563,6 @@ async def acomplete(
         client = clients.get(key)
         if client is None:
             client = clients[key] = AsyncClient._from_settings(settings)
-    return await client.complete(prompt, model=settings.require_model(), stream=stream, on_update=on_update, **params)
+    return await client.complete(
+        prompt, model=settings.require_model(), stream=stream, on_update=on_update, cache=cache, **params
+    )

@@ -15,8 +15,9 @@ The hierarchy, so a caller can catch exactly what it can handle::
     │   ├── RateLimitError            429
     │   └── InternalServerError       5xx
     ├── APIResponseError         a 200 answer that is not a completion (HTML page, bad JSON)
-    └── StreamError              the stream broke after it started
-        └── StreamAPIError       the server sent {"error": ...} inside a 200 stream
+    ├── StreamError              the stream broke after it started
+    │   └── StreamAPIError       the server sent {"error": ...} inside a 200 stream
+    └── HistoryError             the local history cannot be read, or has no such entry
 
 Every error that happens after a request was sent carries ``partial``: the
 :class:`~vman_magic.Completion` built from whatever arrived, flagged
@@ -174,3 +175,12 @@ def error_fields(body: Any) -> dict[str, Any]:
         if isinstance(err, dict):
             return {k: err.get(k) for k in ("message", "type", "code", "param") if err.get(k) is not None}
     return {}
+
+
+class HistoryError(VmanError):
+    """The local history of completions cannot answer: it is off, unreadable, or has no such entry.
+
+    Recording never raises it (a broken history file only turns recording off
+    with one warning line); reading it (``vman_magic.history()``,
+    ``vman_magic.load()``, ``%vman history``) does.
+    """

@@ -371,6 +371,10 @@ class Completion:
         self.elapsed: float | None = None
         self.time_to_first_token: float | None = None
         self.notes: list[str] = []
+        self.history_id: int | None = None
+        """This result's entry in the local history (``vman_magic.load(id)``); None when not recorded."""
+        self.cached: bool = False
+        """True when the answer came from the history instead of the server (``cache=True``)."""
 
     # -- reading ---------------------------------------------------------
     @property

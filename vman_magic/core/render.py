@@ -45,11 +45,16 @@ _WARN_STYLE = "color:var(--jp-warn-color0,#b36b00);font-weight:600"
 
 
 def stats_parts(c: ResultShape) -> list[str]:
-    """The footer facts in reading order: finish, tokens, first token, speed.
+    """The footer facts in reading order: where it came from, finish, tokens, first token, speed, history id.
 
     Shared by the text and HTML footers so they always say the same thing.
+    An answer served by the cache starts with "from history #id" (its
+    timings are the original call's); any other recorded result ends with
+    its "#id", the number ``vman_magic.load`` takes.
     """
     parts: list[str] = []
+    if c.cached:
+        parts.append(f"from history #{c.history_id}")
     reasons = sorted({ch.finish_reason for ch in c.choices if ch.finish_reason})
     if reasons:
         parts.append("finish: " + ", ".join(reasons))
@@ -65,6 +70,8 @@ def stats_parts(c: ResultShape) -> list[str]:
         parts.append(f"{_seconds(c.elapsed)} total")
     if c.model:
         parts.append(c.model)
+    if c.history_id is not None and not c.cached:
+        parts.append(f"#{c.history_id}")
     return parts
 
 

@@ -91,6 +91,13 @@ def complete_arguments(func: Any) -> Any:
         _argument("--no-template", action="store_true", help="Send {braces} as written, without variables."),
         _argument("--show-probs", action="store_true", help="Show a token-probability heatmap afterwards."),
         _argument(
+            "--cache",
+            action="store_true",
+            default=None,
+            help="Answer from the local history when it holds a complete answer to the same request (send nothing); "
+            "with --over or --sweep, send only the items without one. %%vman cache on makes it the default.",
+        ),
+        _argument(
             "--over",
             metavar="NAME",
             help="Run the cell once per item of the list NAME ({item}, {index}) or row of the DataFrame NAME "

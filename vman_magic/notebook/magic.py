@@ -51,6 +51,10 @@ _VMAN_HELP = """\
 %vman model NAME      default model for the session
 %vman demo            switch back to the offline demo model
 %vman panel [PROMPT]  open the Playground panel
+%vman history [WORDS] [-m MODEL] [-n N]   recorded completions, newest first (WORDS: search)
+%vman history on|off  record completions in the local history for this session, or not
+%vman history --clear delete the history (asks first; --yes does not)
+%vman cache on|off    answer repeated requests from the history (like --cache on every call)
 %vman help            this text"""
 
 
@@ -150,7 +154,7 @@ class VmanMagic(Magics):
         settings = _config.ensure_server(settings)  # about to send: the demo starts here, if nothing is configured
         if settings.is_demo:
             show_demo_notice()
-        completion = self._run(request, settings, args.output)
+        completion = self._run(request, settings, args.output, args.cache)
         if args.show_probs:
             from IPython.display import display
 
@@ -173,13 +177,15 @@ class VmanMagic(Magics):
             self._client.close()
             self._client = None
 
-    def _run(self, request: CompletionRequest, settings: _config.Settings, output: str | None) -> Completion:
+    def _run(
+        self, request: CompletionRequest, settings: _config.Settings, output: str | None, cache: bool | None
+    ) -> Completion:
         """Stream ``request`` into a live view; store the result before any error escapes."""
         builder = CompletionBuilder(request)
         view = LiveView(request)
         view.start()
         try:
-            completion = self._client_for(settings).run(request, builder, on_update=view.update)
+            completion = self._client_for(settings).run(request, builder, on_update=view.update, cache=cache)
         except KeyboardInterrupt as exc:
             completion = self._keep(builder, exc, output, view)
             where = " and ".join(f"`{n}`" for n in (output, "_completion") if n)
@@ -213,7 +219,7 @@ class VmanMagic(Magics):
     # -- %vman -------------------------------------------------------------------
     @line_magic  # type: ignore[untyped-decorator, unused-ignore]
     def vman(self, line: str) -> Any:
-        """Settings and tools: ``%vman config|models|key|base_url URL|model NAME|demo|panel|help``."""
+        """Settings and tools: ``%vman config|models|key|base_url URL|model NAME|demo|panel|history|cache|help``."""
         command, _, rest = line.strip().partition(" ")
         rest = rest.strip()
         handlers: dict[str, Callable[[str], Any]] = {
@@ -224,6 +230,8 @@ class VmanMagic(Magics):
             "model": self._vman_model,
             "demo": self._vman_demo,
             "panel": self._vman_panel,
+            "history": self._vman_history,
+            "cache": self._vman_cache,
             "help": self._vman_help,
             "": self._vman_help,
         }
@@ -281,6 +289,16 @@ class VmanMagic(Magics):
 
         _config.set_session(base_url=demo_base_url(), model=DEMO_MODEL)
         print(f"using the offline demo model {DEMO_MODEL} at {demo_base_url()}")
+
+    def _vman_history(self, rest: str) -> Any:
+        from .magic_history import vman_history  # imported on use: %load_ext stays cheap
+
+        return vman_history(rest)
+
+    def _vman_cache(self, rest: str) -> None:
+        from .magic_history import vman_cache
+
+        vman_cache(rest)
 
     def _vman_panel(self, rest: str) -> Any:
         from .panel import panel

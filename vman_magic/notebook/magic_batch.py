@@ -94,8 +94,13 @@ class _Job:
 
     @property
     def client_args(self) -> dict[str, Any]:
-        """Connection flags for the batch layer, which resolves the other layers itself."""
-        return {"model": self.args.model, "base_url": self.args.base_url, "timeout": self.args.timeout}
+        """Connection flags (and ``--cache``) for the batch layer, which resolves the other layers itself."""
+        return {
+            "model": self.args.model,
+            "base_url": self.args.base_url,
+            "timeout": self.args.timeout,
+            "cache": self.args.cache,
+        }
 
     def store(self, result: Any) -> None:
         """``_completion`` and ``-o NAME``, like a single completion (and before any error is raised)."""
