@@ -16,6 +16,11 @@ CLIENT_LAYER = [
     "client.retry",
     "client.answers",
     "client.client",
+    "logbook.rows",
+    "logbook.db",
+    "logbook.writer",
+    "logbook.session",
+    "logbook.entries",
     "demo.launch",
 ]
 

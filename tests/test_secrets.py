@@ -278,6 +278,41 @@ def test_vman_key_keeps_the_key_out_of_history(
     assert _config.resolve().api_key == _config.Secret(CANARY)  # the key did arrive
 
 
+@pytest.mark.parametrize("route", ROUTES)
+def test_history_file_never_contains_the_key(
+    route: str,
+    ip: InteractiveShell,
+    authed: Any,
+    other: Any,
+    scan: Scan,
+    history_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every byte of the history file (and its WAL) after successes, a 401, faults, magic, batch, panel: no key."""
+    from vman_magic.logbook import session
+
+    extra = _set_key(route, ip, monkeypatch)
+    common = {"model": "vman-demo", "max_retries": 0, "max_tokens": 4, **extra}
+    vman_magic.complete("Hello history", base_url=authed.base_url, cache=True, **common)
+    assert vman_magic.complete("Hello history", base_url=authed.base_url, cache=True, **common).cached
+    for base in [other.base_url] + [url(authed, **knobs) for knobs in ERROR_KNOBS]:
+        with pytest.raises(vman_magic.VmanError):
+            vman_magic.complete("Hello history", base_url=base, **common)
+    if route == "argument":
+        _config.set_session(api_key=CANARY)
+    _cell(ip, scan, "magic", f"%%complete --max-tokens 4 -m vman-demo --base-url {authed.base_url}\nHello magic")
+    vman_magic.complete_many(["a", "b"], base_url=authed.base_url, progress=False, **common)
+    p = vman_magic.panel(base_url=authed.base_url, api_key=extra.get("api_key"), model="vman-demo", prompt="Hi")
+    p.run()
+    p.close()
+    session.flush()
+    files = [history_file, *history_file.parent.glob(history_file.name + "-*")]
+    data = b"".join(f.read_bytes() for f in files)
+    assert b"Hello history" in data and b"Hello magic" in data and b"AuthenticationError" in data  # rows are there
+    assert CANARY.encode() not in data and CANARY[8:].encode() not in data, "the API key leaked into the history file"
+    assert len(vman_magic.history(limit=100)) == 1 + 1 + len(ERROR_KNOBS) + 1 + 2 + 1  # the cached answer adds none
+
+
 @pytest.mark.notebooks
 def test_executed_notebook_never_contains_the_key(authed: Any, other: Any, tmp_path: Path, scan: Scan) -> None:
     """A notebook run by nbclient with the canary in VMAN_API_KEY, incl. a 401 and a fault, saves no key."""

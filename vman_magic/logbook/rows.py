@@ -289,7 +289,11 @@ def restore(values: Mapping[str, Any], into: Completion | None = None) -> Comple
     c.error = RecordedError(values["reason"] or values["status"]) if c.incomplete else None
     c.history_id = values["id"]
     if values["cut"]:
-        c.notes.append(f"history #{values['id']} stored this answer cut to fit ({values['cut']} too large)")
+        *rest, last = values["cut"].split(",")
+        parts = f"{', '.join(rest)} and {last}" if rest else last
+        c.notes.append(
+            f"history #{values['id']} stored this result cut to fit: its {parts} were too large to keep whole"
+        )
     return c
 
 
@@ -307,6 +311,8 @@ def _request(body_json: str) -> CompletionRequest | None:
     body = dict(json.loads(body_json))
     model, prompt = body.pop("model", None), body.pop("prompt", None)
     stream = bool(body.pop("stream", False))
+    if stream and body.get("stream_options") == {"include_usage": True}:
+        del body["stream_options"]  # what to_body() adds to every streamed request: not the caller's own
     try:
         return CompletionRequest.build(model, prompt, stream=stream, **body)
     except (VmanError, TypeError):

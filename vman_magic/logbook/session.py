@@ -198,6 +198,9 @@ def record(completion: Completion, base_url: str) -> None:
     for choice in completion._choices.values():
         choice.text  # noqa: B018 - joins the streamed pieces here, so the writer thread only reads
     completion.history_id = writer.next_id(FIRST_ID_WAIT)
+    if writer.error is not None:  # the file failed while opening: say so now, under this result
+        _writer()
+        return
     writer.put(Job(completion, host_of(base_url), time.time(), notebook_path(), completion.history_id))
 
 

@@ -114,10 +114,14 @@ class Writer:
         self._queue.put(job)
 
     def flush(self, timeout: float) -> bool:
-        """Wait until everything queued so far is committed; False on timeout or failure."""
+        """Wait until the file is open and everything queued so far is committed; False on timeout or failure."""
+
+        def settled() -> bool:
+            return (self._opened and self._pending == 0) or self.error is not None
+
         with self._cond:
-            self._cond.wait_for(lambda: self._pending == 0 or self.error is not None, timeout)
-            return self._pending == 0 and self.error is None
+            self._cond.wait_for(settled, timeout)
+            return settled() and self.error is None
 
     def stop(self, timeout: float) -> None:
         """Write what is queued, then end the thread (waits up to ``timeout`` seconds)."""
