@@ -324,7 +324,7 @@ def prepare(
     client_args["base_url"] = settings.base_url
     client_args["max_retries"] = settings.max_retries
     client_args["concurrency"] = concurrency
-    cached = _history.cached_answers(requests, settings.base_url, cache)
+    cached = _history.cached_answers(requests, settings.url, cache)
     return Run(requests, group_size, cached), client_args
 
 
@@ -416,7 +416,7 @@ async def _one(run: Run, client: Any, group: range) -> list[Completion]:
         return [completion]
     parts = split_group(completion, requests)
     for part in parts:  # one history entry per prompt, so each can be found and resumed alone
-        _history.record(part, client.settings.base_url)
+        _history.record(part, client.settings.url)
     return parts
 
 

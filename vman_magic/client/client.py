@@ -210,7 +210,7 @@ class Client(_BaseClient):
         prompts). With ``cache`` on, a complete answer from the history is put
         into ``builder`` instead and nothing is sent.
         """
-        base_url = self.settings.base_url
+        base_url = self.settings.url
         if _history.answer_from_history(request, base_url, cache, builder.completion):
             if on_update is not None:
                 on_update(builder.completion)
@@ -393,7 +393,7 @@ class AsyncClient(_BaseClient):
         record: bool = True,
     ) -> Completion:
         """Send ``request`` and fold the answer into ``builder``; see :meth:`Client.run`."""
-        base_url = self.settings.base_url
+        base_url = self.settings.url
         if _history.answer_from_history(request, base_url, cache, builder.completion):
             if on_update is not None:
                 on_update(builder.completion)
