@@ -86,16 +86,16 @@ def _bare(base_url: str) -> Callable[[], int]:
 
 def _ours_stdlib_json(base_url: str) -> Callable[[], int]:
     """Ours with the decoder's orjson fast path switched off (what users without orjson get)."""
-    import vman_magic.client.sse as sse
+    import vman_magic.client.shape as shape
 
     inner = _ours(base_url)
 
     def run() -> int:
-        saved, sse.loads = sse.loads, sse.json_loads
+        saved, shape.loads = shape.loads, shape.json_loads
         try:
             return inner()
         finally:
-            sse.loads = saved
+            shape.loads = saved
 
     return run
 

@@ -67,6 +67,15 @@ def demo_server() -> Iterator[Any]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def hostile() -> Iterator[Any]:
+    """A hostile server on 127.0.0.1 (``tests/hostile_server.py``): ``hostile.url(case)`` is a base URL."""
+    from hostile_server import hostile_server
+
+    with hostile_server() as server:
+        yield server
+
+
 @pytest.fixture
 def vman_shell(
     shell: InteractiveShell, demo_server: Any, monkeypatch: pytest.MonkeyPatch

@@ -175,12 +175,12 @@ def test_aiter_chunks_decodes_an_async_stream() -> None:
 
 def test_stdlib_parser_matches_the_fast_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without orjson the stdlib fallback decodes the same chunks, Chinese included, and rejects bad JSON alike."""
-    from vman_magic.client import sse as _sse
+    from vman_magic.client import shape as _shape
 
     events = [{"choices": [{"index": 0, "text": "长城 wall"}]}, {"choices": [], "usage": {"total_tokens": 3}}]
     stream = b"".join(_event(e) for e in events) + b"data: [DONE]\n\n"
     fast = SSEDecoder().feed(stream)
-    monkeypatch.setattr(_sse, "loads", _sse.json_loads)
+    monkeypatch.setattr(_shape, "loads", _shape.json_loads)
     assert SSEDecoder().feed(stream) == fast == events
     with pytest.raises(StreamError, match="not JSON"):
         SSEDecoder().feed(b"data: {oops\n\n")

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
 from ..client.retry import RetryPolicy
@@ -57,6 +58,8 @@ S = TypeVar("S")
 
 #: How often live views (progress bar, sweep grid) are redrawn, in seconds.
 REFRESH_INTERVAL = 0.1
+#: After an interrupt, how long to wait for the cancelled requests to settle before giving up on them.
+SETTLE_LIMIT = 10.0
 
 
 class RateGate:
@@ -453,6 +456,7 @@ def run_sync(
 
     thread.start()
     future = asyncio.run_coroutine_threadsafe(body(), loop)
+    interrupted = False
     try:
         while True:
             try:
@@ -462,16 +466,46 @@ def run_sync(
                 if latest[0] is not None:
                     watcher.render(latest[0])
     except KeyboardInterrupt:
-        future.cancel()
-        settled.wait()
         interrupted = True
-    else:
-        interrupted = False
-    finally:
+    except BaseException:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
-    watcher.close(watcher.snapshot(run))
+        raise
+    with interrupts_deferred():  # a second Ctrl-C must not cut the clean-up short and lose the results
+        if interrupted:
+            future.cancel()
+            settled.wait(SETTLE_LIMIT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(SETTLE_LIMIT)
+        watcher.close(watcher.snapshot(run))
     return interrupted
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ignore Ctrl-C (SIGINT) for the block, when called in the main thread (elsewhere it cannot arrive).
+
+    Used only while a batch that was already interrupted cleans up and
+    collects its results: a user who presses Ctrl-C twice then still gets
+    :class:`~vman_magic.batch.many.BatchInterrupted` with ``.partial``
+    instead of a bare ``KeyboardInterrupt`` that loses everything.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, _ignore_signal)
+    except ValueError:  # not possible here (e.g. an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """The SIGINT handler while interrupts are deferred: the batch is already stopping."""
 
 
 def _serve_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ValidationError
 from ..core.template import render
+from .engine import interrupts_deferred
 from .many import BatchInterrupted, BatchResult, complete_many
 
 if TYPE_CHECKING:
@@ -60,7 +61,8 @@ def complete_frame(
     try:
         results = complete_many(prompts, concurrency=concurrency, **kwargs)
     except BatchInterrupted as interrupt:
-        frame = _with_results(df, interrupt.partial, out, inplace)
+        with interrupts_deferred():  # a second Ctrl-C while the frame is built must not lose it
+            frame = _with_results(df, interrupt.partial, out, inplace)
         raise BatchInterrupted(interrupt.args[0].replace("prompts", "rows"), frame) from None
     return _with_results(df, results, out, inplace)
 

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from ..core.config import Secret, as_secret
 from ..core.errors import ValidationError, VmanError
 from ..core.models import Completion, CompletionRequest, Prompt, Usage
-from .engine import ProgressWatcher, Run, Watcher, execute, prepare, run_sync
+from .engine import ProgressWatcher, Run, Watcher, execute, interrupts_deferred, prepare, run_sync
 from .progress import Tally, make_progress, summary_line
 
 __all__ = ["BatchInterrupted", "BatchResult", "Unfinished", "acomplete_many", "complete_many"]
@@ -164,10 +164,12 @@ def collect(run: Run) -> BatchResult:
 def run_blocking(run: Run, client_args: dict[str, Any], watcher: Watcher[Any]) -> BatchResult:
     """:func:`~vman_magic.batch.engine.run_sync`, then the result, or :class:`BatchInterrupted` with it."""
     interrupted = run_sync(run, client_args, watcher)
-    result = collect(run)
-    if interrupted:
-        raise BatchInterrupted(_interrupt_message(result), result)
-    return result
+    if not interrupted:
+        return collect(run)
+    with interrupts_deferred():  # the second Ctrl-C of an impatient user must not lose the results
+        result = collect(run)
+        error = BatchInterrupted(_interrupt_message(result), result)
+    raise error
 
 
 def _prompt_list(prompts: Iterable[Prompt]) -> list[Prompt]:

@@ -27,7 +27,7 @@ from ..core.errors import ValidationError
 from ..core.kernel import in_kernel
 from ..core.models import Completion, CompletionRequest, Prompt
 from ..core.params import PARAMS, PARAMS_BY_NAME
-from .engine import Run, Watcher, prepare
+from .engine import Run, Watcher, interrupts_deferred, prepare
 from .many import BatchInterrupted, BatchResult, run_blocking
 
 __all__ = ["SweepResult", "parse_sweep", "run_sweep"]
@@ -193,7 +193,8 @@ def run_sweep(
     try:
         completions = run_blocking(run, client_args, _view(settings, show))
     except BatchInterrupted as interrupt:
-        partial = SweepResult(settings, interrupt.partial, tidy(settings, interrupt.partial))
+        with interrupts_deferred():  # a second Ctrl-C while the table is built must not lose it
+            partial = SweepResult(settings, interrupt.partial, tidy(settings, interrupt.partial))
         raise BatchInterrupted(interrupt.args[0].replace("prompts", "settings"), partial) from None
     return SweepResult(settings, completions, tidy(settings, completions))
 

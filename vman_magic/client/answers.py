@@ -7,8 +7,10 @@ the API, one JSON body, an event stream that ends without ``[DONE]``, or an
 httpx transport failure. Each becomes one typed error from
 :mod:`vman_magic.core.errors` whose message is one line that says what to change.
 
-Server text can echo the request, so every piece of it goes through
-:meth:`Answers.scrub` before it becomes exception text.
+Server text can echo the request, so every piece of it goes through the
+client's :class:`~vman_magic.core.scrub.Scrubber` before it becomes exception
+text, and every JSON answer is parsed and checked by :mod:`.shape` before the
+builder reads it.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from ..core.errors import (
     APITimeoutError,
     StreamError,
     VmanError,
-    error_fields,
     status_error_class,
 )
 from ..core.models import Completion, CompletionBuilder
+from ..core.scrub import Scrubber
 from .retry import parse_retry_after
-from .sse import SSEDecoder, loads
+from .shape import AnswerShape, parse_json
+from .sse import SSEDecoder
 
 __all__ = ["Answers", "Attempt", "end_of_stream", "feed", "join", "log_done", "model_ids", "one_line"]
 
@@ -58,28 +61,22 @@ class Attempt:
 class Answers:
     """Reads answers for one client's settings (its host names the server in messages)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, scrubber: Scrubber | None = None) -> None:
         self.settings = settings
         self.host = urllib.parse.urlsplit(settings.url).hostname or settings.url
-
-    def scrub(self, text: str) -> str:
-        """Server text with our key masked, in case a gateway echoes it back."""
-        key = self.settings.api_key.reveal().strip() if self.settings.api_key is not None else ""
-        return text.replace(key, "****") if len(key) >= 4 else text
+        self.scrub = scrubber or Scrubber.none()
+        self.shape = AnswerShape(self.host, self.scrub)
 
     def status_error(self, response: httpx.Response, content: bytes) -> VmanError:
         """An HTTP error status (or a redirect) as the most specific typed error."""
         status = response.status_code
         if status < 400:
-            where = response.headers.get("location", "another URL")
+            where = one_line(self.scrub(response.headers.get("location", "another URL")))
             return APIResponseError(
                 f"the server at {self.host} redirected ({status}) to {where}: use that address as the base URL",
                 status_code=status,
             )
-        try:
-            info = error_fields(loads(content)) if content else {}
-        except ValueError:
-            info = {}
+        info = self.shape.error_fields(content)
         message = info.get("message")
         if message:
             text = f"{status} from {self.host}: {one_line(self.scrub(str(message)))}"
@@ -96,7 +93,7 @@ class Answers:
                 retry_after=parse_retry_after(response.headers),
             )
         else:
-            snippet = one_line(self.scrub(content[:_SNIPPET].decode("utf-8", "replace")))
+            snippet = one_line(self.scrub(content[: _SNIPPET * 4].decode("utf-8", "replace")))
             text = f"the server at {self.host} answered {status} {response.reason_phrase}" + (
                 f": {snippet}" if snippet else ""
             )
@@ -128,13 +125,13 @@ class Answers:
     def take_body(self, content: bytes, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
         """A non-stream answer is one big chunk."""
         try:
-            data = loads(content)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            snippet = self.scrub(content[:_SNIPPET].decode("utf-8", "replace"))
-            raise APIResponseError(f"the server at {self.host} answered with something that is not JSON: {snippet!r}")
-        builder.add(data)
+            data = parse_json(content)
+        except ValueError as exc:
+            snippet = one_line(self.scrub(content[: _SNIPPET * 4].decode("utf-8", "replace")))
+            raise APIResponseError(
+                f"the server at {self.host} answered with something that is not JSON ({exc}): {snippet!r}"
+            ) from None
+        builder.add(self.shape.chunk(data, body=True))
         if on_update is not None:
             on_update(builder.completion)
         return builder.finish()
@@ -144,6 +141,15 @@ class Answers:
         t = self.settings.timeout
         if isinstance(exc, httpx.ConnectTimeout):
             return APITimeoutError(f"could not connect to {self.host} within {t.connect} s: is the server up?")
+        if isinstance(exc, httpx.WriteTimeout):
+            return APITimeoutError(
+                f"could not send the request to {self.host} within {t.read} s (write timeout): the server stopped "
+                "reading it; check the server, or send a shorter prompt"
+            )
+        if isinstance(exc, httpx.PoolTimeout):
+            return APITimeoutError(
+                f"no free connection to {self.host} within {t.connect} s (pool timeout): too many calls at once"
+            )
         if isinstance(exc, httpx.TimeoutException):
             return APITimeoutError(
                 f"the server at {self.host} sent nothing for {t.read} s (read timeout); "
@@ -151,11 +157,18 @@ class Answers:
             )
         if isinstance(exc, httpx.ConnectError):
             return APIConnectionError(
-                f"could not connect to {self.host} ({exc}): check the base URL and that the server is running"
+                f"could not connect to {self.host} ({self._text(exc)}): check the base URL and that the server "
+                "is running"
             )
         if attempt.received:
-            return APIConnectionError(f"the connection to {self.host} broke before the answer was complete ({exc})")
-        return APIConnectionError(f"the request to {self.host} failed: {type(exc).__name__}: {exc}")
+            return APIConnectionError(
+                f"the connection to {self.host} broke before the answer was complete ({self._text(exc)})"
+            )
+        return APIConnectionError(f"the request to {self.host} failed: {type(exc).__name__}: {self._text(exc)}")
+
+    def _text(self, exc: BaseException) -> str:
+        """An httpx error's text (it may quote what the server sent), scrubbed and on one line."""
+        return one_line(self.scrub(str(exc)))
 
     def total_timeout(self) -> APITimeoutError:
         return APITimeoutError(
@@ -206,12 +219,20 @@ def _hint(status: int, message: str, param: str | None, is_demo: bool) -> str:
     return ""
 
 
-def feed(decoder: SSEDecoder, data: bytes, builder: CompletionBuilder, on_update: OnUpdate | None) -> None:
-    """Fold the events completed by one network chunk into ``builder``."""
-    for chunk in decoder.feed(data):
-        builder.add(chunk)
+def feed(
+    decoder: SSEDecoder, data: bytes, builder: CompletionBuilder, on_update: OnUpdate | None, shape: AnswerShape
+) -> int:
+    """Fold the events completed by one network chunk into ``builder``; return how many there were.
+
+    Each event is checked by ``shape`` first, so the builder only ever sees
+    chunks of the right shape (a wrong one raises ``APIResponseError``).
+    """
+    chunks = decoder.feed(data)
+    for chunk in chunks:
+        builder.add(shape.chunk(chunk))
         if on_update is not None:
             on_update(builder.completion)
+    return len(chunks)
 
 
 def log_done(completion: Completion, url: str) -> Completion:
@@ -228,11 +249,13 @@ def log_done(completion: Completion, url: str) -> Completion:
     return completion
 
 
-def end_of_stream(decoder: SSEDecoder, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
+def end_of_stream(
+    decoder: SSEDecoder, builder: CompletionBuilder, on_update: OnUpdate | None, shape: AnswerShape
+) -> Completion:
     """Close a stream that ended without ``[DONE]``: fine only if every choice finished."""
     if not decoder.done:
         for chunk in decoder.close():
-            builder.add(chunk)
+            builder.add(shape.chunk(chunk))
             if on_update is not None:
                 on_update(builder.completion)
     if decoder.done:
@@ -247,12 +270,6 @@ def end_of_stream(decoder: SSEDecoder, builder: CompletionBuilder, on_update: On
     )
 
 
-def model_ids(content: bytes, host: str) -> list[str]:
-    """The ids of a ``GET /models`` answer."""
-    try:
-        data = loads(content)
-        return [str(m["id"]) for m in data["data"]]
-    except (ValueError, KeyError, TypeError):
-        raise APIResponseError(
-            f"the server at {host} answered /models with something other than a model list; check the base URL"
-        ) from None
+def model_ids(content: bytes, shape: AnswerShape) -> list[str]:
+    """The ids of a ``GET /models`` answer (checked by ``shape``)."""
+    return shape.models(content)

@@ -33,6 +33,7 @@ from .._version import __version__
 from ..core.config import Secret, Settings, as_secret, ensure_server, resolve, warn_if_insecure
 from ..core.errors import ConfigurationError, VmanError
 from ..core.models import Completion, CompletionBuilder, CompletionRequest, Prompt
+from ..core.scrub import Scrubber, scrub_error
 from ..logbook import session as _history
 from .answers import Answers, Attempt, end_of_stream, feed, log_done, model_ids
 from .retry import RetryPolicy
@@ -61,15 +62,16 @@ class _BaseClient:
         warn_if_insecure(settings)
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
-        self._answers = Answers(settings)
         headers = httpx.Headers({"User-Agent": USER_AGENT})
+        self._scrubber = Scrubber.none()
         if settings.api_key is not None:
-            key = settings.api_key.reveal().strip()
-            if not key.isascii() or not key.isprintable() or " " in key:
+            if not _usable_key(settings.api_key):
                 raise ConfigurationError(
                     "the API key contains spaces or non-ASCII characters (a copy-paste accident?): set it again"
                 )
-            headers["Authorization"] = f"Bearer {key}"
+            self._scrubber = Scrubber([settings.api_key.reveal()])
+            headers["Authorization"] = "Bearer " + settings.api_key.reveal().strip()
+        self._answers = Answers(settings, self._scrubber)
         self._headers = headers
         self._stream_headers = httpx.Headers({**headers, "Accept": "text/event-stream"})
         t = settings.timeout
@@ -106,6 +108,11 @@ class _BaseClient:
         if isinstance(exc, httpx.TimeoutException) and deadline is not None and time.monotonic() >= deadline - 0.01:
             return self._answers.total_timeout()
         return self._answers.transport_error(exc, attempt)
+
+    def _caught(self, error: VmanError) -> VmanError:
+        """Every error of a call passes here first: server text in it is scrubbed of the key."""
+        scrub_error(error, self._scrubber)
+        return error
 
     def _give_up(self, error: VmanError, builder: CompletionBuilder | None) -> None:
         """Attach the partial result to the error that ends a call."""
@@ -239,14 +246,15 @@ class Client(_BaseClient):
                 if self._answers.kind(response, request.stream) == "json":
                     return self._answers.take_body(response.read(), builder, on_update)
                 decoder = SSEDecoder()
+                shape = self._answers.shape
                 for data in response.iter_bytes():
                     attempt.received = True
-                    feed(decoder, data, builder, on_update)
+                    feed(decoder, data, builder, on_update, shape)
                     if decoder.done:
                         break
                     if deadline is not None and time.monotonic() > deadline:
                         raise self._answers.total_timeout()
-                return end_of_stream(decoder, builder, on_update)
+                return end_of_stream(decoder, builder, on_update, shape)
 
         return log_done(self._with_retries(once, builder, deadline), url)
 
@@ -259,7 +267,7 @@ class Client(_BaseClient):
             _log.debug("GET %s -> %d", url, response.status_code)
             if not 200 <= response.status_code < 300:
                 raise self._answers.status_error(response, response.content)
-            return model_ids(response.content, self._answers.host)
+            return model_ids(response.content, self._answers.shape)
 
         return self._with_retries(once, None, self._deadline())
 
@@ -276,6 +284,7 @@ class Client(_BaseClient):
                     error = self._transport_error(exc, attempt, deadline)  # raised below, unchained from httpx
                 except VmanError as exc:
                     error = exc
+                error = self._caught(error)
                 delay = self._retry_delay(error, attempt, tries, deadline)
                 if delay is None:
                     self._give_up(error, builder)
@@ -306,6 +315,12 @@ def settings_at_the_door(settings: Settings | None, given: dict[str, Any]) -> Se
     if not isinstance(settings, Settings):
         raise ConfigurationError(f"settings must be vman_magic.Settings, got {type(settings).__name__}")
     return ensure_server(settings)
+
+
+def _usable_key(key: Secret) -> bool:
+    """Whether a key can go into an HTTP header as typed (no spaces, ASCII, printable)."""
+    value = key.reveal().strip()
+    return value.isascii() and value.isprintable() and " " not in value
 
 
 def _capped(seconds: float | None, left: float) -> float:
@@ -427,15 +442,16 @@ class AsyncClient(_BaseClient):
                 # aclosing: leaving the loop early ([DONE], an error, a cancel) must close
                 # httpx's byte generator now, on this task; left to the garbage collector it
                 # is finalised after the loop stops ("Task was destroyed but it is pending").
+                shape = self._answers.shape
                 async with contextlib.aclosing(cast("AsyncGenerator[bytes, None]", response.aiter_bytes())) as chunks:
                     async for data in chunks:
                         attempt.received = True
-                        feed(decoder, data, builder, on_update)
+                        feed(decoder, data, builder, on_update, shape)
                         if decoder.done:
                             break
                         if deadline is not None and time.monotonic() > deadline:
                             raise self._answers.total_timeout()
-                return end_of_stream(decoder, builder, on_update)
+                return end_of_stream(decoder, builder, on_update, shape)
 
         return log_done(await self._with_retries(once, builder, deadline), url)
 
@@ -448,7 +464,7 @@ class AsyncClient(_BaseClient):
             _log.debug("GET %s -> %d", url, response.status_code)
             if not 200 <= response.status_code < 300:
                 raise self._answers.status_error(response, response.content)
-            return model_ids(response.content, self._answers.host)
+            return model_ids(response.content, self._answers.shape)
 
         return await self._with_retries(once, None, self._deadline())
 
@@ -465,6 +481,7 @@ class AsyncClient(_BaseClient):
                     error = self._transport_error(exc, attempt, deadline)  # raised below, unchained from httpx
                 except VmanError as exc:
                     error = exc
+                error = self._caught(error)
                 delay = self._retry_delay(error, attempt, tries, deadline)
                 if delay is None:
                     self._give_up(error, builder)

@@ -146,6 +146,8 @@ class StreamAPIError(StreamError):
         self.param = param
 
 
+_MAX_FIELD = 2000  # characters kept of one server-sent error field
+
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -166,14 +168,24 @@ def error_fields(body: Any) -> dict[str, Any]:
     """Pull ``message/type/code/param`` out of an OpenAI-style error body.
 
     Gateways differ: ``{"error": {...}}``, ``{"error": "text"}``, or a bare
-    ``{"message": ...}``. Anything else gives an empty dict.
+    ``{"message": ...}``. Anything else gives an empty dict, and a field that
+    is not a string (an integer ``code`` aside) is left out.
     """
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, str):
-            return {"message": err}
+            return {"message": err[:_MAX_FIELD]}
         if isinstance(err, dict):
-            return {k: err.get(k) for k in ("message", "type", "code", "param") if err.get(k) is not None}
+            out: dict[str, Any] = {}
+            for key in ("message", "type", "code", "param"):
+                value = err.get(key)
+                # only strings (and an integer code) are kept: a list or object here is not an error
+                # message, and turning a deeply nested one into text could itself fail
+                if isinstance(value, str):
+                    out[key] = value[:_MAX_FIELD]
+                elif key == "code" and isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**6:
+                    out[key] = value
+            return out
     return {}
 
 

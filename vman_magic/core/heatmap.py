@@ -71,9 +71,14 @@ def _prob(logprob: float | None) -> float | None:
     """exp(logprob), or None for an echoed prompt token (or a garbled value)."""
     if logprob is None or isinstance(logprob, bool) or not isinstance(logprob, (int, float)):
         return None
-    if math.isnan(logprob):
+    if logprob != logprob:  # NaN (math.isnan would overflow on a huge integer)
         return None
-    return min(1.0, max(0.0, math.exp(logprob)))
+    if logprob >= 0:
+        return 1.0  # a logprob above 0 (a broken server) is p=1, not an overflow
+    try:
+        return math.exp(logprob)
+    except OverflowError:  # an integer too large for a float: p is 0
+        return 0.0
 
 
 def _visible(token: str) -> str:
@@ -109,7 +114,8 @@ def _alternatives(top: Mapping[str, float] | None) -> list[tuple[str, float]]:
 def _tooltip(token: str, p: float | None, logprob: float | None, top: list[tuple[str, float]]) -> str:
     if p is None:
         return f"{_visible(token)!r}: prompt (echoed), no probability"
-    lines = [f"{_visible(token)!r}: p={p:.3f} (logprob {logprob:.3f})"]
+    shown = f"{logprob:.3f}" if isinstance(logprob, float) else str(logprob)[:20]
+    lines = [f"{_visible(token)!r}: p={p:.3f} (logprob {shown})"]
     if top:
         lines.append("top alternatives:")
         lines.extend(f"  {_visible(tok)!r}  {q:.3f}" for tok, q in top)
