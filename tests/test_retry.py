@@ -69,13 +69,15 @@ def test_backoff_grows_exponentially_with_full_jitter() -> None:
     assert all(lo == 0.0 for lo, _ in ranges)
 
 
-def test_server_hint_is_honoured_capped_and_reported() -> None:
-    """A Retry-After hint is used as is, capped, and passed to on_retry_after for shared back-off."""
+def test_server_hint_is_honoured_up_to_the_cap_and_reported() -> None:
+    """A Retry-After hint is used as is up to the cap and passed to on_retry_after; beyond it, no retry at all."""
     seen: list[float] = []
     policy = RetryPolicy(retry_after_cap=60.0, on_retry_after=seen.append)
     assert policy.delay_for(_status(RateLimitError, 429, retry_after=7.0), 0) == 7.0  # type: ignore[arg-type]
-    assert policy.delay_for(_status(RateLimitError, 429, retry_after=3600.0), 1) == 60.0  # type: ignore[arg-type]
-    assert seen == [7.0, 60.0]
+    for asked in (60.5, 3600.0, float("inf")):
+        error = _status(RateLimitError, 429, retry_after=asked)
+        assert policy.delay_for(error, 1) is None and policy.too_long(error)  # type: ignore[arg-type]
+    assert seen == [7.0]
 
 
 def test_zero_retries_means_no_retry() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..core.config import as_secret
 from ..core.errors import ValidationError
 from ..core.template import render
 from .engine import interrupts_deferred
@@ -50,6 +51,8 @@ def complete_frame(
     :class:`~vman_magic.batch.many.BatchInterrupted` carries the frame with the
     rows that finished as ``.partial``.
     """
+    if "api_key" in kwargs:  # a verbose traceback shows this frame's locals
+        kwargs["api_key"] = as_secret(kwargs["api_key"])
     pd = _pandas()
     if not isinstance(df, pd.DataFrame):
         raise ValidationError(f"complete_frame needs a pandas DataFrame, got {type(df).__name__}", param="df")

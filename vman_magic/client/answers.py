@@ -170,6 +170,13 @@ class Answers:
         """An httpx error's text (it may quote what the server sent), scrubbed and on one line."""
         return one_line(self.scrub(str(exc)))
 
+    def no_content_timeout(self) -> APITimeoutError:
+        return APITimeoutError(
+            f"the server at {self.host} sent no text for {self.settings.timeout.read} s, only keep-alive "
+            "comments (read timeout); if the model is just slow, raise it: --timeout S in %%complete, "
+            "timeout=S, or VMAN_TIMEOUT"
+        )
+
     def total_timeout(self) -> APITimeoutError:
         return APITimeoutError(
             f"the call took longer than the total timeout of {self.settings.timeout.total} s; "

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -122,10 +122,15 @@ class _BaseClient:
     def _retry_delay(self, error: VmanError, attempt: Attempt, tries: int, deadline: float | None) -> float | None:
         if attempt.received:
             return None  # part of the answer arrived: never retry behind the user's back
+        if self.retry.is_retryable(error) and self.retry.too_long(error):
+            _amend(error, _asked_too_long(getattr(error, "retry_after", 0.0), self.retry.retry_after_cap))
+            return None
         delay = self.retry.delay_for(error, tries)
         if delay is None or (deadline is not None and time.monotonic() + delay > deadline):
             return None
-        _log.info("vman-magic: %s; retry %d of %d in %.1f s", error, tries + 1, self.retry.max_retries, delay)
+        level = logging.WARNING if self.retry.announce and delay >= 1.0 else logging.INFO
+        _log.log(level, "vman-magic: %s; waiting %.0f s, then retry %d of %d", _first(error), delay, tries + 1,
+                 self.retry.max_retries)  # fmt: skip
         return delay
 
 
@@ -247,10 +252,16 @@ class Client(_BaseClient):
                     return self._answers.take_body(response.read(), builder, on_update)
                 decoder = SSEDecoder()
                 shape = self._answers.shape
-                for data in response.iter_bytes():
+                idle = _Idle(self.settings.timeout.read)
+                chunks = response.iter_bytes()
+                for data in chunks:
                     attempt.received = True
-                    feed(decoder, data, builder, on_update, shape)
+                    if feed(decoder, data, builder, on_update, shape):
+                        idle.content()
+                    elif idle.expired():
+                        raise self._answers.no_content_timeout()
                     if decoder.done:
+                        _drain(chunks)
                         break
                     if deadline is not None and time.monotonic() > deadline:
                         raise self._answers.total_timeout()
@@ -317,10 +328,75 @@ def settings_at_the_door(settings: Settings | None, given: dict[str, Any]) -> Se
     return ensure_server(settings)
 
 
+def _asked_too_long(seconds: float, cap: float) -> str:
+    asked = "forever" if seconds == float("inf") else f"{seconds:,.0f} s"
+    return (
+        f"the server asks to wait {asked} before trying again, longer than the {cap:.0f} s vman-magic waits "
+        "by itself: run again after that, or ask the server's owner about the limit"
+    )
+
+
+def _amend(error: VmanError, hint: str) -> None:
+    """Replace the generic hint of an error's message with a precise one."""
+    message = error.message.split("; wait a moment", 1)[0]
+    error.message = f"{message.rstrip('.;')}; {hint}"
+    error.args = (error.message, *error.args[1:])
+
+
+def _first(error: VmanError) -> str:
+    """The error's message up to its hint, for a log line."""
+    return str(error).split("; ", 1)[0]
+
+
 def _usable_key(key: Secret) -> bool:
     """Whether a key can go into an HTTP header as typed (no spaces, ASCII, printable)."""
     value = key.reveal().strip()
     return value.isascii() and value.isprintable() and " " not in value
+
+
+class _Idle:
+    """The time since the last *content* event of a stream; keep-alive comments do not reset it.
+
+    httpx's read timeout only bounds the silence between two bytes, so a
+    server that sends ``: ping`` every few seconds and never a token would
+    hold a call until the total timeout; this bounds it by the read timeout.
+    """
+
+    __slots__ = ("_last", "_limit")
+
+    def __init__(self, limit: float | None) -> None:
+        self._limit = limit
+        self._last = time.monotonic()
+
+    def content(self) -> None:
+        self._last = time.monotonic()
+
+    def expired(self) -> bool:
+        return self._limit is not None and time.monotonic() - self._last > self._limit
+
+
+#: After ``[DONE]`` the rest of the body (normally just the end of the chunked encoding) is read,
+#: so the connection goes back to the pool instead of being closed, as the openai SDK does; a
+#: server that keeps sending after ``[DONE]`` loses its connection after this many bytes instead.
+_DRAIN_LIMIT = 64 * 1024
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    """Read the (normally empty) rest of a finished stream, so httpx can keep the connection alive."""
+    seen = 0
+    for data in chunks:
+        seen += len(data)
+        if seen > _DRAIN_LIMIT:
+            return
+
+
+async def _adrain(chunks: AsyncIterator[bytes]) -> None:
+    """The async twin of :func:`_drain`."""
+    seen = 0
+    async for data in chunks:
+        seen += len(data)
+        if seen > _DRAIN_LIMIT:
+            return
 
 
 def _capped(seconds: float | None, left: float) -> float:
@@ -443,11 +519,16 @@ class AsyncClient(_BaseClient):
                 # httpx's byte generator now, on this task; left to the garbage collector it
                 # is finalised after the loop stops ("Task was destroyed but it is pending").
                 shape = self._answers.shape
+                idle = _Idle(self.settings.timeout.read)
                 async with contextlib.aclosing(cast("AsyncGenerator[bytes, None]", response.aiter_bytes())) as chunks:
                     async for data in chunks:
                         attempt.received = True
-                        feed(decoder, data, builder, on_update, shape)
+                        if feed(decoder, data, builder, on_update, shape):
+                            idle.content()
+                        elif idle.expired():
+                            raise self._answers.no_content_timeout()
                         if decoder.done:
+                            await _adrain(chunks)
                             break
                         if deadline is not None and time.monotonic() > deadline:
                             raise self._answers.total_timeout()

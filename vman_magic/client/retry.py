@@ -9,8 +9,11 @@ only while nothing of the answer's body has arrived.
 
 Waiting uses exponential backoff with full jitter (AWS architecture blog,
 "Exponential Backoff And Jitter"), unless the server said how long to wait:
-``retry-after-ms``, or ``Retry-After`` in seconds or as an HTTP date, capped so
-a misconfigured gateway cannot freeze a notebook for an hour.
+``retry-after-ms``, or ``Retry-After`` in seconds or as an HTTP date. Such a
+wait is bounded: up to :attr:`RetryPolicy.retry_after_cap` seconds it is
+waited (and announced, see :attr:`RetryPolicy.announce`); beyond it (or
+``inf``) the call fails at once and the message says how long the server
+asked for, so a misconfigured gateway cannot freeze a notebook in silence.
 
 ``sleep``, ``async_sleep`` and ``on_retry_after`` are injectable: tests pass a
 recorder instead of waiting, and the batch layer passes a hook that slows all
@@ -78,7 +81,9 @@ class RetryPolicy:
     max_retries: int = DEFAULT_MAX_RETRIES
     base_delay: float = 0.5
     max_delay: float = 8.0
-    retry_after_cap: float = 60.0
+    retry_after_cap: float = 30.0
+    announce: bool = True
+    """Log (WARNING, shown on stderr) every wait of a second or more before it starts."""
     sleep: Callable[[float], None] = time.sleep
     async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     on_retry_after: Callable[[float], None] | None = None
@@ -87,6 +92,11 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {self.max_retries!r}")
+
+    def too_long(self, error: VmanError) -> bool:
+        """True when the server asked for a wait beyond :attr:`retry_after_cap` (which is not waited)."""
+        hint = getattr(error, "retry_after", None)
+        return hint is not None and not hint <= self.retry_after_cap
 
     @staticmethod
     def is_retryable(error: VmanError) -> bool:
@@ -104,7 +114,9 @@ class RetryPolicy:
             return None
         hint = getattr(error, "retry_after", None)
         if hint is not None:
-            delay = min(float(hint), self.retry_after_cap)
+            if self.too_long(error):
+                return None  # the caller says how long the server asked for
+            delay = float(hint)
             if self.on_retry_after is not None:
                 self.on_retry_after(delay)
             return delay

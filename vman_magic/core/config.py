@@ -293,7 +293,10 @@ def resolve(**explicit: Any) -> Settings:
         if model is None:
             model, sources["model"] = DEMO_MODEL, "demo default"
     else:
-        base_url = normalize_base_url(str(values["base_url"]))
+        try:
+            base_url = normalize_base_url(str(values["base_url"]))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc} (the base URL came from {sources['base_url']})") from None
     return Settings(
         base_url=base_url,
         api_key=values.get("api_key"),
@@ -356,7 +359,19 @@ def normalize_base_url(url: str) -> str:
     appended only when the path does not already end in it.
     """
     text = url.strip()
-    parts = urllib.parse.urlsplit(text)
+    if not text.isprintable() or any(c.isspace() for c in text):
+        raise ConfigurationError(
+            f"the base URL contains a space or a control character (a NUL, a newline?): {_safe_url(text)!r}; "
+            "type it again, e.g. https://api.example.com/v1"
+        )
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"the base URL is malformed ({exc}): {_safe_url(text)!r}; e.g. https://api.example.com/v1 "
+            "or http://[::1]:8000/v1 for an IPv6 address"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"the base URL must start with http:// or https:// and name a host, got {_safe_url(text)!r}; "
@@ -372,7 +387,10 @@ def normalize_base_url(url: str) -> str:
 
 def _safe_url(url: str) -> str:
     """The URL with any ``user:password@`` removed, for messages."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url.rsplit("@", 1)[-1] if "@" in url else url
     if "@" in parts.netloc:
         return urllib.parse.urlunsplit(parts._replace(netloc="****@" + parts.netloc.rsplit("@", 1)[1]))
     return url

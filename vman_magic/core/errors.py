@@ -43,6 +43,13 @@ class VmanError(Exception):
         self.message = message
         self.partial = partial
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: one line, since our messages say what to change.
+
+        (The magics replace it with a line that also says where the partial result went.)
+        """
+        return [f"{type(self).__name__}: {' '.join(str(self).split())}"]
+
 
 class ValidationError(VmanError, ValueError):
     """An argument is out of range or of the wrong type; nothing was sent.

@@ -134,10 +134,35 @@ def _fail(name: str, value: Any, hint: str = "") -> ValidationError:
     return ValidationError(msg + (f"; {hint}" if hint else ""), param=name)
 
 
+def _check_text(name: str, value: Any) -> None:
+    """Strings must be sendable as UTF-8: a lone surrogate (from broken copy-paste or decoding) is not."""
+    if not isinstance(value, str) or value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{name} contains an unpaired surrogate {value[exc.start]!r} at position {exc.start}, which cannot be "
+            "sent as UTF-8 (text decoded with errors='surrogateescape'?): remove it, e.g. "
+            "text.encode('utf-8', 'replace').decode('utf-8')",
+            param=name,
+        ) from None
+
+
 def _validate(req: CompletionRequest) -> None:
     if not isinstance(req.model, str) or not req.model.strip():
         raise ValidationError("model is empty: pass model=..., use -m/--model, or set VMAN_MODEL", param="model")
+    _check_text("model", req.model)
     _validate_prompt(req.prompt)
+    if isinstance(req.prompt, str):
+        _check_text("prompt", req.prompt)
+    else:
+        for item in req.prompt:
+            _check_text("prompt", item)
+    for name in ("suffix", "user"):
+        _check_text(name, getattr(req, name))
+    for stop in (req.stop,) if isinstance(req.stop, str) else req.stop or ():
+        _check_text("stop", stop)
     for spec in PARAMS:
         value = getattr(req, spec.name)
         if value is None:

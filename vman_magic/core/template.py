@@ -20,6 +20,11 @@ examples, code, set literals. So the rules are deliberately narrow:
   cannot reach secrets). A field whose variable exists but whose
   attribute/index/format fails raises :class:`TemplateError`, because the user
   clearly meant a substitution and a silent literal would hide the mistake.
+  That holds whatever the variable raises (a property, ``__getattr__``,
+  ``__getitem__``, ``__format__`` or ``__repr__`` with a bug): the error
+  names the field and the exception, never a traceback into user code.
+* Widths and precisions in a format spec are capped at :data:`MAX_WIDTH`, so
+  ``{x:>9999999999}`` is an error instead of a kernel that allocates until it dies.
 
 Standard library only.
 """
@@ -33,7 +38,11 @@ from typing import Any
 
 from .errors import ValidationError
 
-__all__ = ["Rendered", "TemplateError", "render"]
+__all__ = ["MAX_WIDTH", "Rendered", "TemplateError", "render"]
+
+#: The largest width or precision a ``{field:spec}`` may ask for.
+MAX_WIDTH = 10_000
+_SPEC_NUMBER = re.compile(r"\d+")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 # one index: a bare word or integer, or a quoted string without the quote inside
@@ -118,21 +127,45 @@ def _fill(match: re.Match[str], value: Any, root: str) -> str:
     for step in _STEP.finditer(path, len(root)):
         attr, index = step.group("attr"), step.group("index")
         value = _attribute(value, attr, where) if attr is not None else _item(value, index, where)
-    conv = match.group("conv")
-    if conv == "r":
-        value = repr(value)
-    elif conv == "a":
-        value = ascii(value)
-    elif conv == "s":
-        value = str(value)
     spec = match.group("spec") or ""
+    too_wide = [n for n in _SPEC_NUMBER.findall(spec) if len(n) > 6 or int(n) > MAX_WIDTH]
+    if too_wide:
+        raise TemplateError(
+            f"{where}: the format spec {spec!r} asks for {too_wide[0]} characters; widths and precisions "
+            f"go up to {MAX_WIDTH}: use a smaller number"
+        )
+    conv = match.group("conv")
     try:
-        return format(value, spec)
+        if conv == "r":
+            value = repr(value)
+        elif conv == "a":
+            value = ascii(value)
+        elif conv == "s":
+            value = str(value)
+        text = format(value, spec)
     except (ValueError, TypeError) as exc:
         raise TemplateError(
-            f"cannot format {where} with spec {spec!r}: {exc}; fix the spec, or write "
+            f"cannot format {where} with spec {spec!r}: {_said(exc)}; fix the spec, or write "
             "{{ and }} for literal braces (or use --no-template)"
         ) from None
+    except Exception as exc:  # the variable's own __format__/__str__/__repr__ failed
+        raise TemplateError(
+            f"{where}: turning {root!r} into text raised {_said(exc)}; fix the variable, or write "
+            "{{ and }} for literal braces (or use --no-template)"
+        ) from None
+    if not isinstance(text, str):  # a __format__ that returns something else
+        raise TemplateError(f"{where}: formatting {root!r} gave a {type(text).__name__}, not text; fix its __format__")
+    return text
+
+
+def _said(exc: BaseException) -> str:
+    """``TypeName: message`` of an exception raised by user code, on one short line."""
+    try:
+        message = " ".join(str(exc).split())
+    except Exception:  # an exception whose __str__ fails as well
+        message = ""
+    message = message if len(message) <= 120 else message[:117] + "..."
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _attribute(value: Any, name: str, where: str) -> Any:
@@ -146,6 +179,11 @@ def _attribute(value: Any, name: str, where: str) -> Any:
         raise TemplateError(
             f"{where}: {type(value).__name__} object has no attribute {name!r}; "
             "fix the name, or write {{ and }} for literal braces (or use --no-template)"
+        ) from None
+    except Exception as exc:  # a property or __getattr__ with a bug
+        raise TemplateError(
+            f"{where}: reading .{name} of the {type(value).__name__} raised {_said(exc)}; fix the variable, "
+            "or write {{ and }} for literal braces (or use --no-template)"
         ) from None
 
 
@@ -163,6 +201,11 @@ def _item(value: Any, raw: str, where: str) -> Any:
         return value[key]
     except (KeyError, IndexError, TypeError) as exc:
         raise TemplateError(
-            f"{where}: cannot look up [{raw}] in a {type(value).__name__} ({type(exc).__name__}: {exc}); "
+            f"{where}: cannot look up [{raw}] in a {type(value).__name__} ({_said(exc)}); "
             "fix the key, or write {{ and }} for literal braces (or use --no-template)"
+        ) from None
+    except Exception as exc:  # a __getitem__ with a bug
+        raise TemplateError(
+            f"{where}: looking up [{raw}] in the {type(value).__name__} raised {_said(exc)}; fix the variable, "
+            "or write {{ and }} for literal braces (or use --no-template)"
         ) from None

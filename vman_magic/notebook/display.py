@@ -57,15 +57,17 @@ GRID_MAX_WAIT = 2.0  # ...or this long passed, so slow streams of long texts sti
 
 _monotonic = time.monotonic  # bound once: update() runs per chunk
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 controls, and the bidi embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069):
+# an override such as U+202E would show the rest of the output reversed ("Trojan Source")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_stream_text(text: str) -> str:
     """Make model text safe to append to a terminal or a notebook stream.
 
     ``\\r\\n`` and lone ``\\r`` become ``\\n`` (a bare carriage return would let
-    the text overwrite what was already shown); ANSI sequences and other
-    control characters are dropped. Tabs and newlines are kept.
+    the text overwrite what was already shown); ANSI sequences, other
+    control characters and bidi overrides are dropped. Tabs and newlines are kept.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", _ANSI.sub("", text))

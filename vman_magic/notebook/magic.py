@@ -251,7 +251,12 @@ class VmanMagic(Magics):
         print(_VMAN_HELP)
 
     def _vman_config(self, rest: str) -> None:
-        settings = _config.resolve()  # no side effects: shows the demo's address only if it already runs
+        try:
+            settings = _config.resolve()  # no side effects: shows the demo's address only if it already runs
+        except ConfigurationError as exc:  # show what is wrong instead of failing: this is where users look
+            print(f"the settings cannot be used: {exc}")
+            print("fix it with %vman base_url URL (this session) or %config VmanMagic.base_url = 'URL'")
+            return
         if settings.is_demo and demo_running():
             settings = _config.ensure_server(settings)
         print("\n".join(settings.describe()))
@@ -266,7 +271,17 @@ class VmanMagic(Magics):
     def _vman_key(self, rest: str) -> None:
         if rest:
             raise UsageError("do not type the key into the cell (it would be saved): run %vman key alone")
-        key = getpass.getpass("API key (hidden; kept for this session only): ").strip()
+        try:
+            key = getpass.getpass("API key (hidden; kept for this session only): ").strip()
+        except (EOFError, KeyboardInterrupt):
+            raise UsageError("no key entered (input was closed or interrupted); nothing changed") from None
+        except Exception as exc:  # IPython's StdinNotImplementedError: this front end cannot ask for input
+            if type(exc).__name__ != "StdinNotImplementedError":
+                raise
+            raise UsageError(
+                "this front end cannot ask for hidden input: set VMAN_API_KEY before starting Jupyter, "
+                "or pass api_key=... to complete()/Client()"
+            ) from None
         if not key:
             raise UsageError("no key entered; nothing changed")
         _config.set_session(api_key=key)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ..client.client import AsyncClient
-from ..core.config import Secret, ensure_server, resolve
+from ..core.config import Secret, as_secret, ensure_server, resolve
 from ..core.errors import ValidationError, VmanError
 from ..core.heatmap import ProbabilityView
 from ..core.kernel import in_kernel
@@ -54,7 +54,7 @@ from .panel_widgets import WIDGET_PARAMS, CodeSection, ParamControls, message_ht
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-__all__ = ["Panel", "panel"]
+__all__ = ["Panel", "PanelBusyError", "panel"]
 
 _CONNECTION = ("base_url", "api_key", "model", "prompt", "var", "shell")
 _BORDER = "1px solid var(--jp-border-color2, #ddd)"
@@ -67,6 +67,8 @@ def panel(**defaults: Any) -> Panel:
     name the result is stored under, default ``completion``) and any API
     parameter, e.g. ``panel(prompt="Once upon a time", max_tokens=40)``.
     """
+    if "api_key" in defaults:  # a verbose traceback shows this frame's locals
+        defaults["api_key"] = as_secret(defaults["api_key"])
     return Panel(**defaults)
 
 
@@ -82,17 +84,17 @@ class Panel(w.VBox):  # type: ignore[misc]
         self,
         *,
         base_url: str | None = None,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         model: str | None = None,
         prompt: str = "",
         var: str = "completion",
         shell: InteractiveShell | None = None,
         **params: Any,
     ) -> None:
+        api_key = as_secret(api_key)  # at once, so no repr or traceback of the panel can show it
         super().__init__()
         _check_initial(params)
-        # the key is wrapped at once, so no repr or traceback of the panel can show it
-        self._connection: dict[str, Any] = {"base_url": base_url, "api_key": Secret(api_key) if api_key else None}
+        self._connection: dict[str, Any] = {"base_url": base_url, "api_key": api_key}
         self._settings = ensure_server(resolve(**self._connection, model=model))  # a face: it lists models at once
         self._shell = shell
         self._extra = {k: v for k, v in params.items() if k not in WIDGET_PARAMS and k != "stream"}
@@ -256,6 +258,11 @@ class Panel(w.VBox):  # type: ignore[misc]
         """
         self._check_var()
         request = self.request
+        if self.running:
+            raise PanelBusyError(
+                "the panel is already running a request (started by its Run button): press Stop or call "
+                "p.stop() first, or wait for it to finish and read p.result"
+            )
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -310,7 +317,7 @@ class Panel(w.VBox):  # type: ignore[misc]
         this = asyncio.current_task()
         with self._lock:
             if self.running and self._task is not this:
-                raise RuntimeError("a run is already in progress: call stop() first or wait for it")
+                raise PanelBusyError("a run is already in progress: press Stop or call p.stop() first, or wait for it")
             self._task = this
             self._loop = asyncio.get_running_loop()
             self._stop_requested = False
@@ -451,6 +458,10 @@ class Panel(w.VBox):  # type: ignore[misc]
             "use p.params, p.run(), p.stop() and p.result from code"
         )
         return bundle
+
+
+class PanelBusyError(VmanError):
+    """``p.run()`` while another run of the same panel is still going."""
 
 
 def _partial(builder: CompletionBuilder, error: BaseException | None) -> Completion:
