@@ -169,6 +169,10 @@ class Client(_BaseClient):
         self._setup(settings, retry)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=self._httpx_timeout, limits=_LIMITS)
+        if self._owns_http:
+            # streams keep their connection alive for the next call, so a client dropped without
+            # close() (``Client(...).complete(...)``, as Copy-as-code writes it) closes its pool when collected
+            weakref.finalize(self, self._http.close)
 
     @classmethod
     def _from_settings(cls, settings: Settings) -> Client:
