@@ -19,8 +19,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from peer_servers import LLAMA_MODEL, Peer
 
 import vman_magic
-from vman_magic import BatchResult, Completion
-from vman_magic._sweep import SweepResult
+from vman_magic import BatchResult, Completion, SweepResult
 
 PROMPT = "The capital of France is"
 
