@@ -83,10 +83,10 @@ def test_unknown_model_is_not_found_with_a_hint(demo_server: Any) -> None:
 def test_module_level_complete_reuses_one_pool(demo_server: Any) -> None:
     """Two complete() calls for the same server share one pooled client."""
     first = vman_magic.complete("One", base_url=demo_server.base_url, max_tokens=4, seed=1, model="vman-demo")
-    pooled = dict(_client._clients)
+    pooled = dict(_client._clients._items)
     second = vman_magic.complete("Two", base_url=demo_server.base_url, max_tokens=4, seed=1, model="vman-demo")
     assert first.text and second.text
-    assert dict(_client._clients) == pooled
+    assert dict(_client._clients._items) == pooled
 
 
 def test_acomplete_and_async_client(demo_server: Any) -> None:

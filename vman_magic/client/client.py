@@ -36,6 +36,7 @@ from ..core.models import Completion, CompletionBuilder, CompletionRequest, Prom
 from ..core.scrub import Scrubber, scrub_error
 from ..logbook import session as _history
 from .answers import Answers, Attempt, end_of_stream, feed, log_done, model_ids
+from .pool import ClientCache
 from .retry import RetryPolicy
 from .sse import SSEDecoder
 
@@ -584,18 +585,15 @@ class AsyncClient(_BaseClient):
 # --------------------------------------------------------------------------- module-level calls
 
 _lock = threading.Lock()
-_clients: dict[tuple[Any, ...], Client] = {}
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], AsyncClient]] = (
+_clients: ClientCache[Client] = ClientCache()
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientCache[AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def _close_pools() -> None:
     """Close the pooled clients at exit, so their keep-alive sockets are not left to the garbage collector."""
-    with _lock:
-        clients = list(_clients.values())
-        _clients.clear()
-    for client in clients:
+    for client in _clients.drain():
         client.close()
 
 
@@ -631,14 +629,17 @@ def complete(
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
     settings = ensure_server(settings)
-    key = _pool_key(settings)
-    with _lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = Client._from_settings(settings)
-    return client.complete(
-        prompt, model=settings.require_model(), stream=stream, on_update=on_update, cache=cache, **params
-    )
+    client, evicted = _clients.take(_pool_key(settings), lambda: Client._from_settings(settings))
+    for old in evicted:
+        old.close()
+    try:
+        return client.complete(
+            prompt, model=settings.require_model(), stream=stream, on_update=on_update, cache=cache, **params
+        )
+    finally:
+        idle = _clients.give_back(client)
+        if idle is not None:
+            idle.close()
 
 
 async def acomplete(
@@ -658,13 +659,17 @@ async def acomplete(
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
     settings = ensure_server(settings)
-    key = _pool_key(settings)
     loop = asyncio.get_running_loop()
     with _lock:
-        clients = _async_clients.setdefault(loop, {})
-        client = clients.get(key)
-        if client is None:
-            client = clients[key] = AsyncClient._from_settings(settings)
-    return await client.complete(
-        prompt, model=settings.require_model(), stream=stream, on_update=on_update, cache=cache, **params
-    )
+        clients = _async_clients.setdefault(loop, ClientCache())
+    client, evicted = clients.take(_pool_key(settings), lambda: AsyncClient._from_settings(settings))
+    for old in evicted:
+        await old.aclose()
+    try:
+        return await client.complete(
+            prompt, model=settings.require_model(), stream=stream, on_update=on_update, cache=cache, **params
+        )
+    finally:
+        idle = clients.give_back(client)
+        if idle is not None:
+            await idle.aclose()

@@ -46,6 +46,7 @@ class Stats:
         self._lock = threading.Lock()
         self.requests = 0
         self.completions = 0
+        self.connections = 0  # TCP connections accepted: the client tests check connection reuse with it
         self.active = 0
         self.max_active = 0
 
@@ -62,12 +63,12 @@ class Stats:
     def reset(self) -> None:
         """Zero the totals and set ``max_active`` to the current ``active``."""
         with self._lock:
-            self.requests = self.completions = 0
+            self.requests = self.completions = self.connections = 0
             self.max_active = self.active
 
     def __repr__(self) -> str:
         return (
-            f"Stats(requests={self.requests}, completions={self.completions}, "
+            f"Stats(requests={self.requests}, completions={self.completions}, connections={self.connections}, "
             f"active={self.active}, max_active={self.max_active})"
         )
 
@@ -147,6 +148,7 @@ class Server:
 
     async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER)
+        self.stats.connections += 1
         task = asyncio.current_task()
         if task is not None:
             self._connections[task] = writer
