@@ -111,11 +111,15 @@ __all__ = ["FAULTS", "FAULT_AFTER", "RunningServer", "detokenize", "serve", "sse
 @contextmanager
 def serve(
     *, api_key: str | None = None, tokens_per_second: float | None = None,
-    first_token_ms: float | None = None, host: str = "127.0.0.1",
+    first_token_ms: float | None = None, host: str = "127.0.0.1", idle_timeout: float | None = 30.0,
 ) -> Iterator[RunningServer]:  # fmt: skip
-    """Run the demo server on a free port for the ``with`` block, then stop it."""
+    """Run the demo server on a free port for the ``with`` block, then stop it.
+
+    ``idle_timeout`` closes a connection that sends nothing for that many
+    seconds (between requests, or in the middle of one: then with a 408).
+    """
     server = start_server(host=host, port=0, api_key=api_key, tokens_per_second=tokens_per_second,
-                          first_token_ms=first_token_ms)  # fmt: skip
+                          first_token_ms=first_token_ms, idle_timeout=idle_timeout)  # fmt: skip
     try:
         yield server
     finally:

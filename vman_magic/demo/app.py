@@ -34,6 +34,11 @@ from .protocol import APIError, dumps, error_body, model_object, parse_completio
 log = logging.getLogger(__name__)
 
 MAX_BODY: Final = 16 * 1024 * 1024
+#: Seconds a connection may sit idle (between requests, or mid-request) before the server closes it.
+IDLE_TIMEOUT_S: Final = 30.0
+#: Requests this large (bytes) or with this many choices are prepared in a worker thread, off the loop.
+BIG_BODY: Final = 256 * 1024
+BIG_CHOICES: Final = 64
 LONG_LINE_CHARS: Final = 1_000_000
 HANG_LIMIT_S: Final = 600.0
 _ROUTES: Final = {"/v1/models": "GET", "/v1/completions": "POST"}
@@ -133,8 +138,9 @@ class Server:
     """The request handler; one instance per listening socket."""
 
     def __init__(self, *, api_key: str | None, tokens_per_second: float | None, first_token_ms: float | None,
-                 model_ready: asyncio.Future[Model]) -> None:  # fmt: skip
+                 model_ready: asyncio.Future[Model], idle_timeout: float | None = IDLE_TIMEOUT_S) -> None:  # fmt: skip
         self._api_key = api_key
+        self.idle_timeout = idle_timeout
         self.tokens_per_second = tokens_per_second
         self.first_token_ms = first_token_ms
         self.model_ready = model_ready
@@ -157,6 +163,9 @@ class Server:
                 request = await self._next(conn, reader)
                 if not isinstance(request, h11.Request):
                     return
+                length = next((v for k, v in request.headers if k == b"content-length"), b"0")
+                if length.isdigit() and int(length) > MAX_BODY:  # say so before reading a byte of it
+                    raise APIError(413, f"request body larger than {MAX_BODY} bytes; send a shorter prompt")
                 body = bytearray()
                 while True:
                     event = await self._next(conn, reader)
@@ -193,7 +202,12 @@ class Server:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            data = await reader.read(65536)
+            try:
+                data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+            except asyncio.TimeoutError:  # an idle or half-sent connection: free its socket
+                if conn.their_state is h11.IDLE:
+                    raise ClientGone from None
+                raise APIError(408, f"the request did not arrive within {self.idle_timeout} s") from None
             conn.receive_data(data)
 
     async def _try_error(self, conn: h11.Connection, writer: asyncio.StreamWriter, err: APIError) -> None:
@@ -266,8 +280,13 @@ class Server:
     async def _completions(self, ex: Exchange, knobs: Knobs, raw: bytes, reader: asyncio.StreamReader) -> None:
         body = parse_json(raw)
         model = await asyncio.shield(self.model_ready)
-        job = parse_completion(body, model, chinese=knobs.chinese)
-        runner = CompletionRunner(model, job, model.fingerprint)
+        if len(raw) > BIG_BODY or _choices(body) > BIG_CHOICES:
+            # tokenizing megabytes or setting up thousands of choices takes seconds: not on the loop
+            loop = asyncio.get_running_loop()
+            runner = await loop.run_in_executor(None, _runner, body, model, knobs.chinese)
+        else:
+            runner = _runner(body, model, knobs.chinese)
+        job = runner.job
         self.stats.started()
         try:
             if knobs.has("hang"):
@@ -377,6 +396,22 @@ class Server:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2.0)
+
+
+def _runner(body: Any, model: Model, chinese: bool) -> CompletionRunner:
+    """Validate a completions body and set up its choices (in a worker thread when it is big)."""
+    job = parse_completion(body, model, chinese=chinese)
+    return CompletionRunner(model, job, model.fingerprint)
+
+
+def _choices(body: Any) -> int:
+    """Roughly how many choices a body asks for (prompts x best_of/n), without validating it."""
+    if not isinstance(body, dict):
+        return 1
+    prompt = body.get("prompt")
+    prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
+    per = max((v for v in (body.get("n"), body.get("best_of")) if isinstance(v, int)), default=1)
+    return prompts * max(per, 1)
 
 
 def _throttle_of(server: Server, knobs: Knobs) -> Throttle:

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from .generate import ChoiceRun, Piece
 from .model import Model
 from .protocol import Job, ResponseIds, usage
+
+#: Seconds of generation after which a step gives the event loop back to other clients
+#: (``n=128`` for 100 prompts is 12,800 choices per step: without slices one step stalled
+#: every other connection for over a second).
+SLICE_S = 0.005
 
 
 def _rng(seed: int | None, prompt_index: int, candidate: int) -> random.Random:
@@ -68,14 +74,19 @@ class CompletionRunner:
     async def _steps(self, throttle: Throttle, *, score: bool) -> AsyncIterator[tuple[int, int, Piece]]:
         """``(prompt index, candidate index, piece)`` for every choice, one model step at a time."""
         active = [(i, j, run.pieces(score=score)) for i, runs in enumerate(self.runs) for j, run in enumerate(runs)]
+        clock = time.perf_counter
         while active:
             await throttle.wait()
             still = []
+            until = clock() + SLICE_S
             for i, j, pieces in active:
                 piece = next(pieces)
                 yield i, j, piece
                 if piece.finish_reason is None:
                     still.append((i, j, pieces))
+                if clock() > until:  # a long step: let the other connections run
+                    await asyncio.sleep(0)
+                    until = clock() + SLICE_S
             active = still
 
     async def stream(self, throttle: Throttle) -> AsyncIterator[dict[str, Any]]:
@@ -104,6 +115,8 @@ class CompletionRunner:
             whole.finish_reason = piece.finish_reason
         choices: list[dict[str, Any]] = []
         for i, runs in enumerate(self.runs):
+            if i % 8 == 7:
+                await asyncio.sleep(0)  # thousands of choices take a while to assemble: let others run
             order = list(range(len(runs)))
             if ranked:
                 order.sort(key=lambda j: runs[j].mean_logprob, reverse=True)

@@ -9,6 +9,7 @@ only it knows: the model id, and that token ids exist in its vocabulary.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -66,8 +67,32 @@ class Job:
     gen: GenParams
 
 
+#: Request bodies nested deeper than this are refused (a completions request is about 3 levels deep).
+MAX_JSON_DEPTH: Final = 64
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def json_depth_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``raw`` nests arrays/objects more than ``limit`` deep (cheap unless it has that many brackets)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def parse_json(raw: bytes) -> Any:
-    """The request body as JSON, or a 400 that says what is wrong with it."""
+    """The request body as JSON, or a 400 that says what is wrong with it.
+
+    Nesting beyond :data:`MAX_JSON_DEPTH` and integers longer than Python
+    converts (4,300 digits) are 400s too, not a dropped connection.
+    """
+    if json_depth_exceeds(raw):
+        raise APIError(400, f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep; send a flat request.")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -76,6 +101,8 @@ def parse_json(raw: bytes) -> Any:
             f"We could not parse the JSON body of your request ({exc}). "
             "Send a JSON object with Content-Type: application/json.",
         ) from None
+    except (ValueError, RecursionError) as exc:  # an integer of 5,000 digits; nesting the scan missed
+        raise APIError(400, f"We could not read the JSON body of your request: {str(exc)[:160]}") from None
 
 
 def parse_completion(body: Any, model: Model, *, chinese: bool = False) -> Job:

@@ -14,7 +14,7 @@ import threading
 from types import TracebackType
 from typing import Any, Final
 
-from .app import Server, Stats, load_model_in_thread
+from .app import IDLE_TIMEOUT_S, Server, Stats, load_model_in_thread
 from .faults import knob_url
 
 _START_TIMEOUT_S: Final = 30.0
@@ -76,11 +76,13 @@ class RunningServer:
 
 
 def start_server(host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                 tokens_per_second: float | None = None, first_token_ms: float | None = None) -> RunningServer:  # fmt: skip
+                 tokens_per_second: float | None = None, first_token_ms: float | None = None,
+                 idle_timeout: float | None = IDLE_TIMEOUT_S) -> RunningServer:  # fmt: skip
     """Start the demo server in a daemon thread; returns once the socket is listening.
 
     ``port=0`` picks a free port (read it from ``.port``). With ``api_key``
-    every request needs ``Authorization: Bearer <api_key>``. The throttles
+    every request needs ``Authorization: Bearer <api_key>``. A connection idle
+    for ``idle_timeout`` seconds is closed. The throttles
     apply to every stream unless a ``/x/tps=...`` prefix overrides them.
     """
     loop = asyncio.new_event_loop()
@@ -92,7 +94,7 @@ def start_server(host: str = "127.0.0.1", port: int = 0, api_key: str | None = N
 
         async def open_socket() -> None:
             server = Server(api_key=api_key, tokens_per_second=tokens_per_second, first_token_ms=first_token_ms,
-                            model_ready=load_model_in_thread(loop))  # fmt: skip
+                            model_ready=load_model_in_thread(loop), idle_timeout=idle_timeout)  # fmt: skip
             listener = await asyncio.start_server(server.handle_connection, host, port, backlog=1024)
             for sock in listener.sockets:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
