@@ -65,6 +65,26 @@ def test_run_streams_and_stores_the_result(server: Any) -> None:
     assert not p.run_button.disabled and p.stop_button.disabled
 
 
+def test_status_line_is_empty_after_a_normal_run(server: Any) -> None:
+    """Once a run ends well the status line no longer says "running…", whether run() or Run started it."""
+    p = panel(base_url=server.base_url, model="vman-demo", prompt="Once", max_tokens=4, seed=1)
+    p.run()
+    assert p.status.value == ""
+
+    shown: list[str] = []
+    p.status.observe(lambda change: shown.append(change["new"]), names="value")
+
+    async def click() -> None:
+        p.run_button.click()
+        while p.running:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(click())
+    assert p.result is not None and not p.result.incomplete
+    assert any("running" in v for v in shown)
+    assert p.status.value == "" and not p.run_button.disabled
+
+
 def test_run_stores_into_the_user_namespace(server: Any, shell: InteractiveShell) -> None:
     """With an IPython shell the result lands in the chosen name and in _completion, after templating."""
     shell.user_ns["who"] = "a dragon"
@@ -82,8 +102,9 @@ def test_stop_from_another_thread_keeps_partial_text(server: Any) -> None:
     watcher.join()
     assert c.incomplete and c.text
     assert c.finish_reason is None
-    assert "stopped by you after" in p.status.value
-    assert "stopped by you after" in p.output.value and "CancelledError" not in p.output.value
+    # said once, in the footer under the text, not again in the status line
+    assert p.output.value.count("stopped by you after") == 1 and "stopped by you" not in p.status.value
+    assert "CancelledError" not in p.output.value
     assert html.escape(c.text) in p.output.value
 
 
@@ -199,3 +220,28 @@ def test_a_new_run_clears_the_previous_output(server: Any) -> None:
     p.output.observe(lambda change: values.append(change["new"]), names="value")
     p.run()
     assert values[0] == ""
+
+
+def test_show_probabilities_needs_logprobs(server: Any) -> None:
+    """The heatmap toggle is disabled while logprobs is off and nothing to show; its hint names the dropdown's range."""
+    p = panel(base_url=server.base_url, model="vman-demo", prompt="Once", max_tokens=3, seed=1)
+    assert p.show_probabilities.disabled and "0..5" in p.show_probabilities.tooltip
+    p.controls.widgets["logprobs"].value = "0"
+    assert not p.show_probabilities.disabled
+    p.run()
+    p.controls.widgets["logprobs"].value = "off"
+    assert not p.show_probabilities.disabled, "the last result has probabilities to show"
+    p.show_probabilities.value = True
+    assert 'class="vman-token"' in p.heatmap.value
+
+
+def test_unknown_model_id_is_flagged_before_run(server: Any) -> None:
+    """A model id the server does not list gets a warning next to the model box, before anything is sent."""
+    p = panel(base_url=server.base_url, model="vman-demo", prompt="Once")
+    assert p.model_message.value == ""
+    before = _requests(server)
+    p.model.value = "vman-dmeo"
+    assert "&#x27;vman-dmeo&#x27; is not among the server&#x27;s models (vman-demo)" in p.model_message.value
+    assert not p.run_button.disabled and _requests(server) == before
+    p.model.value = "vman-demo"
+    assert p.model_message.value == ""

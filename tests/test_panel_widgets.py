@@ -129,3 +129,10 @@ def test_stop_tags_have_a_label_like_the_other_parameters(p) -> None:
     (row,) = [row for row in p.controls.rows() if p.controls.widgets["stop"] in row.children]
     label = row.children[0]
     assert isinstance(label, ipywidgets.Label) and label.value == "stop"
+
+
+def test_sliders_are_wide_enough_for_their_steps(p) -> None:
+    """Sliders grow with the panel instead of keeping ipywidgets' 300px (a 74px track after the label)."""
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        layout = p.controls.widgets[name].layout
+        assert layout.flex == "1 1 auto" and int(layout.min_width.removesuffix("px")) >= 300

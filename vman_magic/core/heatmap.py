@@ -25,11 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .params import PARAMS_BY_NAME
 from .shapes import ChoiceShape, ResultShape
 
 __all__ = ["NO_LOGPROBS_NOTE", "ProbabilityView", "probability_bin"]
 
-NO_LOGPROBS_NOTE = "no token probabilities: request logprobs (1..5); some gateways drop them"
+NO_LOGPROBS_NOTE = (
+    f"no token probabilities: request logprobs ({PARAMS_BY_NAME['logprobs'].range_text()}); some gateways drop them"
+)
 
 
 @dataclass(frozen=True)

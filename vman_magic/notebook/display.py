@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from ..core.models import Completion, CompletionRequest
 
-__all__ = ["LiveView", "clean_stream_text"]
+__all__ = ["LiveView", "clean_stream_text", "tokens_received"]
 
 STREAM_INTERVAL = 1 / 20  # seconds between appended stream writes (n == 1): smooth to read, few messages
 GRID_INTERVAL = 1 / 10  # seconds between redraws (a grid, or any sink)
@@ -71,6 +71,16 @@ def clean_stream_text(text: str) -> str:
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+def tokens_received(chunks: int) -> str:
+    """``"24 tokens"``: what an interrupt or Stop reports, in the unit the footer and the panel use.
+
+    Streams from the demo server and OpenAI-style servers carry one token per
+    chunk, so the chunk count is the token count a user can compare with
+    ``max_tokens``; both faces say "tokens", never "chunks".
+    """
+    return f"{chunks} token" + ("" if chunks == 1 else "s")
 
 
 class LiveView:
@@ -103,7 +113,7 @@ class LiveView:
         self._redraw = sink is not None or self.grid  # the whole view is re-sent, not appended
         self._started = False
         self._due = 0.0  # monotonic time before which update() does nothing
-        self.chunks = 0  # update() calls so far, i.e. chunks received
+        self.chunks = 0  # update() calls so far, i.e. chunks received (see tokens_received)
         # stream mode
         self._written = 0  # characters of the text already written
         self._line_open = False  # the last write did not end with a newline

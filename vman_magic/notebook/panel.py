@@ -46,10 +46,10 @@ from ..core.kernel import in_kernel
 from ..core.models import Completion, CompletionBuilder, CompletionRequest
 from ..core.params import PARAMS_BY_NAME
 from ..core.template import render
-from .display import LiveView
+from .display import LiveView, tokens_received
 from .panel_code import copy_as_code, magic_cell
 from .panel_thread import run_in_thread
-from .panel_widgets import WIDGET_PARAMS, CodeSection, ParamControls, message_html
+from .panel_widgets import LOGPROBS_OFF, LOGPROBS_RANGE, WIDGET_PARAMS, CodeSection, ParamControls, message_html
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -58,6 +58,7 @@ __all__ = ["Panel", "PanelBusyError", "panel"]
 
 _CONNECTION = ("base_url", "api_key", "model", "prompt", "var", "shell")
 _BORDER = "1px solid var(--jp-border-color2, #ddd)"
+_RUNNING = message_html("running…", error=False)
 
 
 def panel(**defaults: Any) -> Panel:
@@ -106,6 +107,7 @@ class Panel(w.VBox):  # type: ignore[misc]
         self._stop_requested = False
         self._lock = threading.Lock()
         self._models_task: asyncio.Task[list[str]] | None = None
+        self._models_note = ""  # why the model list is missing or empty, shown next to the model box
 
         self.model = w.Combobox(
             value=self._settings.model or "",
@@ -142,6 +144,7 @@ class Panel(w.VBox):  # type: ignore[misc]
         for widget in (self.model, self.prompt, self.stream, self.var):
             widget.observe(lambda _change: self._validate(), names="value")
         self.show_probabilities.observe(lambda _change: self._render_heatmap(), names="value")
+        self.controls.widgets["logprobs"].observe(lambda _change: self._update_probability_toggle(), names="value")
         self.run_button.on_click(self._on_run_click)
         self.stop_button.on_click(lambda _button: self.stop())
         self.refresh_button.on_click(lambda _button: self._start_model_fetch())
@@ -160,6 +163,7 @@ class Panel(w.VBox):  # type: ignore[misc]
             self.code_view,
         ]
         self.insert_button.on_click(lambda _button: self.insert_code())
+        self._update_probability_toggle()
         self._validate()
         self._start_model_fetch()
 
@@ -228,7 +232,7 @@ class Panel(w.VBox):  # type: ignore[misc]
             error = exc
         self.controls.show_error(error)
         param = error.param if error is not None else None
-        self.model_message.value = message_html(str(error)) if param == "model" else ""
+        self.model_message.value = message_html(str(error)) if param == "model" else self._model_note()
         self.prompt_message.value = message_html(str(error)) if param == "prompt" else ""
         self.var_message.value = message_html(str(error)) if param == "var" else ""
         if param == "stream" or (param and param not in PARAMS_BY_NAME and param not in _CONNECTION):
@@ -339,11 +343,10 @@ class Panel(w.VBox):  # type: ignore[misc]
             result = _partial(builder, None)
             if not self._stop_requested:
                 raise
-            # the cancellation's message is what the footer shows (see _render.incomplete_reason);
-            # one chunk carries one token on the demo server and OpenAI-style servers
-            tokens = f"{view.chunks} token" + ("" if view.chunks == 1 else "s")
-            result.error = asyncio.CancelledError(f"stopped by you after {tokens}")
-            self.status.value = message_html(f"stopped by you after {tokens}; the text so far is kept", error=False)
+            # the cancellation's message is what the footer under the text shows (see render.incomplete_reason),
+            # so the status line next to the buttons stays empty rather than saying it a second time
+            result.error = asyncio.CancelledError(f"stopped by you after {tokens_received(view.chunks)}")
+            self.status.value = ""
         except VmanError as exc:
             result = exc.partial or _partial(builder, exc)
             self.status.value = message_html(f"{type(exc).__name__}: {exc}")
@@ -368,16 +371,17 @@ class Panel(w.VBox):  # type: ignore[misc]
         self.stop_button.disabled = not running
         self.run_button.disabled = running
         if running:
-            self.status.value = message_html("running…", error=False)
+            self.status.value = _RUNNING
         else:
             with self._lock:
                 self._task = None
             self._validate_keep_status()
 
     def _validate_keep_status(self) -> None:
+        """Re-validate after a run, keeping an error the run put in the status line (but never "running…")."""
         status = self.status.value
         self._validate()
-        if not self.status.value:
+        if not self.status.value and status != _RUNNING:
             self.status.value = status
 
     def _store(self, result: Completion) -> None:
@@ -386,6 +390,7 @@ class Panel(w.VBox):  # type: ignore[misc]
         if shell is not None:
             shell.user_ns[self.var.value.strip()] = result
             shell.user_ns["_completion"] = result
+        self._update_probability_toggle()
         self._render_heatmap()
 
     # -- models, heatmap, code ------------------------------------------
@@ -411,18 +416,44 @@ class Panel(w.VBox):  # type: ignore[misc]
         try:
             models = sorted(await client.models())
         except VmanError as exc:
-            self.model_message.value = message_html(
+            self._models_note = message_html(
                 f"cannot list models at {settings.base_url} ({exc}); type a model id, "
                 "or check base_url with %vman config"
             )
+            self._validate()
             return []
         finally:
             await client.aclose()
+        self._models_note = "" if models else message_html("the server lists no models; type an id", error=False)
         self.model.options = models
         if not self.model.value and models:
             self.model.value = models[0]
-        self.model_message.value = "" if models else message_html("the server lists no models; type an id", error=False)
+        self._validate()
         return models
+
+    def _model_note(self) -> str:
+        """What to say next to a valid model id: the model list failed, or the id is not in it.
+
+        An id the server does not list is only a warning (a gateway may serve
+        models it does not list), but it comes before Run, not as a 404 after.
+        """
+        typed = self.model.value.strip()
+        listed = list(self.model.options)
+        if typed and listed and typed not in listed:
+            shown = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
+            return message_html(f"{typed!r} is not among the server's models ({shown}): Run will likely fail with 404")
+        return self._models_note
+
+    def _update_probability_toggle(self) -> None:
+        """ "Show probabilities" is usable once there are probabilities to show, or the next run asks for them."""
+        have = self.result is not None and any(ch.logprobs is not None for ch in self.result.choices)
+        asked = self.controls.widgets["logprobs"].value != LOGPROBS_OFF
+        self.show_probabilities.disabled = not (have or asked)
+        self.show_probabilities.tooltip = (
+            "colour every token by its probability; click a token to pin its alternatives"
+            if have or asked
+            else f"set logprobs to {LOGPROBS_RANGE} and Run: the heatmap needs the server's token probabilities"
+        )
 
     def _render_heatmap(self) -> None:
         if self.show_probabilities.value and self.result is not None:

@@ -28,6 +28,8 @@ from ..core.params import MAX_STOP, PARAMS_BY_NAME
 from .panel_code import decode_escapes, encode_escapes
 
 __all__ = [
+    "LOGPROBS_OFF",
+    "LOGPROBS_RANGE",
     "SLIDERS",
     "WIDGET_PARAMS",
     "CodeSection",
@@ -39,7 +41,8 @@ __all__ = [
 SLIDERS: dict[str, float] = {"temperature": 0.05, "top_p": 0.01, "presence_penalty": 0.1, "frequency_penalty": 0.1}
 _INTS = ("max_tokens", "n", "best_of")
 WIDGET_PARAMS = (*SLIDERS, *_INTS, "logprobs", "seed", "stop", "echo")
-_LOGPROBS_OFF = "off"
+LOGPROBS_OFF = "off"  # the logprobs dropdown's "do not ask" entry
+LOGPROBS_RANGE = PARAMS_BY_NAME["logprobs"].range_text()  # "0..5", as the dropdown offers
 _LABEL = {"description_width": "130px"}
 # the look of a 130px description: right-aligned, 8px before the control
 _TAG_LABEL_LAYOUT = {"width": "130px", "display": "flex", "justify_content": "flex-end", "margin": "2px 8px 2px 2px"}
@@ -73,14 +76,16 @@ class ParamControls:
                 step=step,
                 readout_format=".2f",
                 continuous_update=False,
+                # the default 300px leaves a 74px track after the 130px label: 0..2 in 0.05 steps needs room
+                layout={"flex": "1 1 auto", "min_width": "300px", "max_width": "520px"},
             )
         for name in _INTS:
             spec = PARAMS_BY_NAME[name]
             self.widgets[name] = w.IntText(value=int(initial.get(name, spec.default)))
         logprobs = initial.get("logprobs")
         self.widgets["logprobs"] = w.Dropdown(
-            options=[_LOGPROBS_OFF, *(str(k) for k in range(6))],
-            value=_LOGPROBS_OFF if logprobs is None else str(logprobs),
+            options=[LOGPROBS_OFF, *(str(k) for k in range(6))],
+            value=LOGPROBS_OFF if logprobs is None else str(logprobs),
         )
         seed = initial.get("seed")
         self.widgets["seed"] = w.Text(value="" if seed is None else str(seed), placeholder="blank = none")
@@ -113,7 +118,7 @@ class ParamControls:
             if isinstance(widget, w.TagsInput):
                 label = w.Label(name, tooltip=widget.tooltip, layout=_TAG_LABEL_LAYOUT)
                 parts.insert(0, label)
-            rows.append(w.HBox(parts))
+            rows.append(w.HBox(parts, layout={"flex_flow": "row wrap"}))  # a long message wraps below its control
         return rows
 
     def values(self) -> dict[str, Any]:
@@ -124,7 +129,7 @@ class ParamControls:
             if value != PARAMS_BY_NAME[name].default or name == "max_tokens":
                 out[name] = round(value, 4) if isinstance(value, float) else value
         logprobs = self.widgets["logprobs"].value
-        if logprobs != _LOGPROBS_OFF:
+        if logprobs != LOGPROBS_OFF:
             out["logprobs"] = int(logprobs)
         seed = self.widgets["seed"].value.strip()
         if seed:
@@ -147,7 +152,7 @@ class ParamControls:
             spec = PARAMS_BY_NAME[name]
             widget = self.widgets[name]
             if name == "logprobs":
-                widget.value = _LOGPROBS_OFF if value is None else str(value)
+                widget.value = LOGPROBS_OFF if value is None else str(value)
             elif name == "seed":
                 widget.value = "" if value is None else str(value)
             elif name == "stop":
