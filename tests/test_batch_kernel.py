@@ -108,3 +108,25 @@ def test_sweep_grid_is_one_display_updated_in_place(kernel: tuple[KernelManager,
     assert updates and {u["content"]["transient"]["display_id"] for u in updates} == {display_id}
     final = updates[-1]["content"]["data"]["text/html"]
     assert "temperature=0.0" in final and "temperature=1.0" in final and "waiting" not in final
+
+
+def test_a_failure_turns_the_bar_red_and_the_rate_reads_in_prompts(
+    kernel: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    """With a failed item the widget bar is coloured red (not finished green), and its rate says "prompts/s"."""
+    _, kc = kernel
+    reply, messages = execute(
+        kc, "from vman_magic import complete_many\nr = complete_many(['Once', None, 'The cat'], max_tokens=3)\n"
+    )
+    assert reply["status"] == "ok"
+    states = [
+        m["content"]["data"]["state"]
+        for m in messages
+        if m["msg_type"] in ("comm_open", "comm_msg") and "state" in m["content"]["data"]
+    ]
+    assert {"bar_color": "#d32f2f"}.items() <= next(s for s in states[::-1] if "bar_color" in s).items()
+    texts = [
+        s["value"].replace("\u2007", " ") for s in states if isinstance(s.get("value"), str)
+    ]  # tqdm: figure spaces
+    assert any(" prompts/s" in t for t in texts) and not any("prompt/s" in t for t in texts), texts
+    assert stdout(messages).startswith("3 prompts: 2 done, 1 failed")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from vman_magic import ValidationError
-from vman_magic.batch.frame import complete_frame, render_prompts
+from vman_magic.batch.frame import complete_frame, error_text, render_prompts
 from vman_magic.batch.many import complete_many
 
 SEEDED = {"max_tokens": 5, "temperature": 1.0, "seed": 3, "progress": False}
@@ -39,7 +39,7 @@ def test_frame_round_trip_adds_result_columns_to_a_copy(demo_server: Any) -> Non
     assert list(out["completion"]) == expected.texts
     assert list(out["completion_finish_reason"]) == [c.finish_reason for c in expected]
     assert list(out["completion_tokens"]) == [c.usage.completion_tokens for c in expected]
-    assert out["completion_error"].isna().all()
+    assert (out["completion_error"] == "").all()
 
 
 def test_inplace_and_custom_column_names(demo_server: Any) -> None:
@@ -57,10 +57,14 @@ def test_failed_rows_carry_their_error(demo_server: Any) -> None:
     df = pd.DataFrame({"text": ["Once upon a time", "word " * 20_000, "The cat"]})
     out = complete_frame(df, "{text}", base_url=demo_server.base_url, model="vman-demo", **SEEDED)
     errors = list(out["completion_error"])
-    assert errors[0] is None and errors[2] is None
+    assert errors[0] == "" and errors[2] == ""  # "empty for rows that worked", as notebook 03 says
     assert errors[1].startswith("BadRequestError: ") and "context length" in errors[1]
     assert out["completion"][0] and out["completion"][2] and out["completion"][1] == ""
+    assert list(out["completion_finish_reason"]) == ["length", "", "length"]  # "", never NaN or None
     assert out["completion_tokens"].isna().tolist() == [False, True, False]
+    # the same rows through --over a list: the failed one is "" there too
+    batch = complete_many(list(df["text"]), base_url=demo_server.base_url, model="vman-demo", **SEEDED)
+    assert batch.texts[1] == out["completion"][1] == "" and error_text(batch[1]) == errors[1]
 
 
 def test_a_missing_column_lists_the_columns_and_sends_nothing(demo_server: Any) -> None:

@@ -7,9 +7,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from vman_magic.batch.sweep import _bundle, parse_sweep, run_sweep
+from vman_magic.batch.progress import Tally
+from vman_magic.batch.sweep import _bundle, _Snapshot, footer_line, label, parse_sweep, run_sweep
 from vman_magic.client.client import Client
 from vman_magic.core.errors import ValidationError
+from vman_magic.core.render import completion_html
 
 PROMPT = "Once upon a time"
 SHARED = {"max_tokens": 6, "seed": 5}
@@ -60,7 +62,7 @@ def test_sweep_runs_every_combination_like_separate_seeded_calls(demo_server: An
     table = result.table
     assert isinstance(table, pd.DataFrame)
     assert list(table.columns) == ["temperature", "top_p", "choice", "text", "finish_reason", "tokens", "error"]
-    assert len(table) == 6 and table["error"].isna().all()
+    assert len(table) == 6 and (table["error"] == "").all()
     with Client(base_url=demo_server.base_url, model="vman-demo") as client:
         for row in table.itertuples():
             alone = client.complete(PROMPT, temperature=row.temperature, top_p=row.top_p, **SHARED)
@@ -89,7 +91,7 @@ def test_terminal_sweep_prints_a_labelled_text_table(demo_server: Any, capsys: p
 
 def test_grid_html_escapes_model_text() -> None:
     """Text and labels in the live grid are HTML-escaped; the plain-text form carries the same cells."""
-    bundle = _bundle((("stop='</b>'", ("<script>alert(1)</script> & more",), "length"),))
+    bundle = _bundle(_Snapshot((("stop='</b>'", ("<script>alert(1)</script> & more",), "length"),), Tally(1, 1)))
     assert "<script>" not in bundle["text/html"]
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in bundle["text/html"]
     assert "stop=&#x27;&lt;/b&gt;&#x27;" in bundle["text/html"]
@@ -115,3 +117,27 @@ def test_run_sweep_rejects_bad_grids_before_sending(
     with pytest.raises(ValidationError, match=needle.replace(".", r"\.")):
         run_sweep(PROMPT, grid, show=False, base_url=demo_server.base_url, model="vman-demo", **kwargs)
     assert demo_server.stats.completions == before
+
+
+def test_sweep_cards_fill_the_width_keep_words_whole_and_end_with_totals(demo_server: Any) -> None:
+    """The sweep grid draws its cards like the -n grid (auto-fit columns, words kept whole) and adds a totals footer."""
+    result = run_sweep(
+        PROMPT, {"temperature": [0.0, 1.0, 1.4]}, show=False, base_url=demo_server.base_url, model="vman-demo", **SHARED
+    )
+    cells = tuple(
+        (label(s), tuple(c.texts), "length") for s, c in zip(result.settings, result.completions, strict=True)
+    )
+    usage = result.completions.usage
+    html = _bundle(_Snapshot(cells, Tally(3, 3, 0, usage.prompt_tokens, usage.completion_tokens)), 1.25)["text/html"]
+    n_grid = completion_html(client_complete(demo_server, n=2))
+    for needle in ("repeat(auto-fit,minmax(16em,1fr))", "word-break:break-word"):
+        assert needle in html and needle in n_grid
+    assert "auto-fill" not in html
+    footer = f"3 settings: 3 done · {usage.completion_tokens} tokens (+{usage.prompt_tokens} prompt) · 1.2 s"
+    assert 'class="vman-footer"' in html and footer in html
+    assert footer_line(Tally(3, 1, 1)) == "3 settings: 1 done, 1 failed, 1 to go"
+
+
+def client_complete(demo_server: Any, **params: Any) -> Any:
+    with Client(base_url=demo_server.base_url, model="vman-demo") as client:
+        return client.complete(PROMPT, **SHARED, **params)

@@ -22,7 +22,9 @@ from .many import BatchInterrupted, BatchResult, complete_many
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["complete_frame"]
+    from ..core.models import Completion
+
+__all__ = ["complete_frame", "error_text"]
 
 
 def complete_frame(
@@ -38,9 +40,12 @@ def complete_frame(
 
     Adds ``{out}`` (the text of the first choice), ``{out}_finish_reason``,
     ``{out}_tokens`` (completion tokens, ``<NA>`` when the server sent no
-    usage) and ``{out}_error`` (``None``, or ``"ErrorType: message"`` for a
-    row that failed). Existing columns of those names are replaced, so a cell
-    can be re-run.
+    usage) and ``{out}_error`` (``"ErrorType: message"`` for a row that
+    failed). The text columns hold ``""`` where there is nothing to say (no
+    text arrived, no finish reason, no error), never ``None`` or ``NaN``: the
+    same for every pandas version, and what ``--over`` and a sweep's table
+    show; pick the failed rows with ``out[out["completion_error"] != ""]``.
+    Existing columns of those names are replaced, so a cell can be re-run.
 
     Returns a new frame and leaves ``df`` alone, unless ``inplace=True``: then
     ``df`` itself gets the columns and is returned. ``kwargs`` go to
@@ -89,13 +94,17 @@ def _with_results(df: pd.DataFrame, results: BatchResult, out: str, inplace: boo
     pd = _pandas()
     frame = df if inplace else df.copy()
     frame[out] = results.texts
-    frame[f"{out}_finish_reason"] = [c.finish_reason for c in results]
+    frame[f"{out}_finish_reason"] = [c.finish_reason or "" for c in results]
     frame[f"{out}_tokens"] = pd.array(
         [c.usage.completion_tokens if c.usage is not None else None for c in results], dtype="Int64"
     )
-    errors = [None if c.error is None else f"{type(c.error).__name__}: {c.error}" for c in results]
-    frame[f"{out}_error"] = pd.Series(errors, index=frame.index, dtype=object)  # None, not NaN, when fine
+    frame[f"{out}_error"] = [error_text(c) for c in results]
     return frame
+
+
+def error_text(c: Completion) -> str:
+    """``"ErrorType: message"`` for a failed item, ``""`` for one that worked (a table cell, never None/NaN)."""
+    return "" if c.error is None else f"{type(c.error).__name__}: {c.error}"
 
 
 def _pandas() -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import html
 import itertools
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +28,11 @@ from ..core.errors import ValidationError
 from ..core.kernel import in_kernel
 from ..core.models import Completion, CompletionRequest, Prompt
 from ..core.params import PARAMS, PARAMS_BY_NAME
+from ..core.render import FOOTER_STYLE, card_html, grid_html
 from .engine import Run, Watcher, interrupts_deferred, prepare
+from .frame import error_text
 from .many import BatchInterrupted, BatchResult, run_blocking
+from .progress import Tally
 
 __all__ = ["SweepResult", "parse_sweep", "run_sweep"]
 
@@ -124,8 +128,9 @@ class SweepResult:
     ``table`` is tidy: one row per setting and choice, with a column per swept
     parameter and ``choice``, ``text``, ``finish_reason``, ``tokens`` (the
     completion tokens the server reported for that setting: with ``n > 1``
-    the total of its choices) and ``error``. A pandas DataFrame when pandas
-    is installed, else a list of dicts.
+    the total of its choices) and ``error`` (``""`` when it worked, as in
+    ``complete_frame``). A pandas DataFrame when pandas is installed, else a
+    list of dicts.
     """
 
     settings: list[dict[str, Any]]
@@ -205,17 +210,17 @@ def tidy(settings: Sequence[Mapping[str, Any]], completions: Sequence[Completion
     for setting, c in zip(settings, completions, strict=True):
         common = {
             "tokens": c.usage.completion_tokens if c.usage is not None else None,
-            "error": None if c.error is None else f"{type(c.error).__name__}: {c.error}",
+            "error": error_text(c),
         }
         if not c.choices:  # failed before any text: one row, so the setting is not silently missing
-            rows.append({**setting, "choice": 0, "text": "", "finish_reason": None, **common})
+            rows.append({**setting, "choice": 0, "text": "", "finish_reason": "", **common})
         for choice in c.choices:
             rows.append(
                 {
                     **setting,
                     "choice": choice.index,
                     "text": choice.text,
-                    "finish_reason": choice.finish_reason,
+                    "finish_reason": choice.finish_reason or "",
                     **common,
                 }
             )
@@ -234,11 +239,19 @@ def label(setting: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- views
 
 _Cell = tuple[str, tuple[str, ...], str]  # label, texts of the choices, status
-_Snapshot = tuple[_Cell, ...]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What the grid shows at one moment: a card per setting, and the totals for its footer."""
+
+    cells: tuple[_Cell, ...]
+    tally: Tally
 
 
 def _cells(settings: Sequence[Mapping[str, Any]], run: Run) -> _Snapshot:
     cells: list[_Cell] = []
+    done = failed = prompt_tokens = completion_tokens = 0
     for index, setting in enumerate(settings):
         c = run.current(index)
         if c is None:
@@ -248,10 +261,31 @@ def _cells(settings: Sequence[Mapping[str, Any]], run: Run) -> _Snapshot:
         status = "running"
         if c.error is not None:
             status = f"error: {type(c.error).__name__}: {c.error}"
+            failed += settled
         elif settled:
             status = ", ".join(str(ch.finish_reason) for ch in c.choices) or "done"
+            done += 1
+        if c.usage is not None:
+            prompt_tokens += c.usage.prompt_tokens
+            completion_tokens += c.usage.completion_tokens
         cells.append((label(setting), tuple(c.texts), status))
-    return tuple(cells)
+    tally = Tally(len(settings), done, failed, prompt_tokens, completion_tokens)
+    return _Snapshot(tuple(cells), tally)
+
+
+def footer_line(tally: Tally, elapsed: float | None = None) -> str:
+    """The grid's totals, worded like the ``-n`` grid's footer: ``3 settings: 3 done · 75 tokens (+15 prompt)``."""
+    parts = [f"{tally.total} setting{'s' if tally.total != 1 else ''}: {tally.done} done"]
+    if tally.failed:
+        parts[0] += f", {tally.failed} failed"
+    running = tally.total - tally.finished
+    if running:
+        parts[0] += f", {running} to go"
+    if tally.prompt_tokens or tally.completion_tokens:
+        parts.append(f"{tally.completion_tokens:,} tokens (+{tally.prompt_tokens:,} prompt)")
+    if elapsed is not None:
+        parts.append(f"{elapsed:.1f} s")
+    return " · ".join(parts)
 
 
 class GridView:
@@ -262,7 +296,8 @@ class GridView:
 
         self._settings = settings
         self._version = -1
-        self._cache: _Snapshot = tuple((label(s), (), "waiting") for s in settings)
+        self._started = time.perf_counter()
+        self._cache = _Snapshot(tuple((label(s), (), "waiting") for s in settings), Tally(len(settings)))
         self._shown: _Snapshot | None = None
         self._handle = display(_bundle(self._cache), raw=True, display_id=True)  # type: ignore[no-untyped-call]
 
@@ -278,7 +313,8 @@ class GridView:
             self._handle.update(_bundle(snap), raw=True)
 
     def close(self, snap: _Snapshot) -> None:
-        self.render(snap)
+        self._shown = snap
+        self._handle.update(_bundle(snap, time.perf_counter() - self._started), raw=True)
 
 
 class TextView:
@@ -315,32 +351,22 @@ def _view(settings: Sequence[Mapping[str, Any]], show: bool) -> Watcher[Any]:
 
 
 def text_table(snap: _Snapshot, width: int = 72) -> str:
-    """Plain-text grid: one block per setting, one line per choice."""
+    """Plain-text grid: one block per setting, one line per choice, the totals last."""
     lines: list[str] = []
-    for heading, texts, status in snap:
+    for heading, texts, status in snap.cells:
         lines.append(f"== {heading} [{status}]")
         for j, text in enumerate(texts or ("",)):
             flat = text.replace("\n", "⏎ ")
             flat = flat if len(flat) <= width else flat[: width - 1] + "…"
             lines.append(f"   {j}: {flat}" if len(texts) > 1 else f"   {flat}")
+    lines.append("── " + footer_line(snap.tally))
     return "\n".join(lines)
 
 
-def _bundle(snap: _Snapshot) -> dict[str, str]:
+def _bundle(snap: _Snapshot, elapsed: float | None = None) -> dict[str, str]:
+    """The grid as escaped HTML (cards like the ``-n`` grid's, totals in a footer) and as text."""
     cards = []
-    for heading, texts, status in snap:
-        body = "".join(
-            f'<pre style="white-space:pre-wrap;margin:0 0 .4em 0;font-size:12px">{html.escape(t)}</pre>' for t in texts
-        )
-        cards.append(
-            '<div style="border:1px solid #ccc;border-radius:4px;padding:.4em">'
-            f'<div style="font-weight:bold;font-family:monospace">{html.escape(heading)}</div>'
-            f"{body}"
-            f'<div style="color:#777;font-size:11px">{html.escape(status)}</div></div>'
-        )
-    grid = (
-        '<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:.5em">'
-        + "".join(cards)
-        + "</div>"
-    )
-    return {"text/html": grid, "text/plain": text_table(snap)}
+    for heading, texts, status in snap.cells:
+        cards.append(card_html(heading, texts, status))
+    footer = f'<div class="vman-footer" style="{FOOTER_STYLE}">{html.escape(footer_line(snap.tally, elapsed))}</div>'
+    return {"text/html": f'<div class="vman-sweep">{grid_html(cards)}{footer}</div>', "text/plain": text_table(snap)}

@@ -22,16 +22,23 @@ import html
 from .shapes import ChoiceShape, ResultShape
 
 __all__ = [
+    "BOX_STYLE",
+    "FOOTER_STYLE",
+    "LABEL_STYLE",
+    "TEXT_STYLE",
+    "card_html",
     "completion_html",
     "completion_text",
     "footer_html",
     "footer_text",
+    "grid_html",
     "incomplete_reason",
     "stats_parts",
 ]
 
+# word-break:break-word overrides JupyterLab's "break-all" for <pre> in outputs, which cuts words ("sa|me")
 _TEXT_STYLE = (
-    "white-space:pre-wrap;word-break:break-word;margin:0;"
+    "white-space:pre-wrap;word-break:break-word;overflow-wrap:anywhere;margin:0;"
     "font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px);"
     "color:var(--jp-content-font-color1,inherit)"
 )
@@ -42,6 +49,10 @@ _BOX_STYLE = (
 _LABEL_STYLE = "font-size:11px;color:var(--jp-ui-font-color2,#777);margin-bottom:4px"
 _FOOTER_STYLE = "font-size:12px;color:var(--jp-ui-font-color2,#777);margin-top:4px"
 _WARN_STYLE = "color:var(--jp-warn-color0,#b36b00);font-weight:600"
+# auto-fit, not auto-fill: empty tracks collapse, so three cards fill the width instead of three quarters of it
+_GRID_STYLE = "display:grid;gap:8px;grid-template-columns:repeat(auto-fit,minmax(16em,1fr))"
+_SEPARATOR = '<hr style="border:none;border-top:1px dashed var(--jp-border-color2,#ddd);margin:4px 0">'
+TEXT_STYLE, BOX_STYLE, LABEL_STYLE, FOOTER_STYLE = _TEXT_STYLE, _BOX_STYLE, _LABEL_STYLE, _FOOTER_STYLE
 
 
 def stats_parts(c: ResultShape) -> list[str]:
@@ -131,24 +142,32 @@ def completion_html(c: ResultShape, *, footer: bool = True) -> str:
     if len(choices) <= 1:
         body = f'<pre class="vman-text" style="{_TEXT_STYLE}">{html.escape(c.text)}</pre>'
     else:
-        boxes = "".join(_choice_box(c, ch) for ch in choices)
-        body = (
-            '<div class="vman-grid" style="display:grid;gap:8px;'
-            f'grid-template-columns:repeat(auto-fit,minmax(16em,1fr))">{boxes}</div>'
-        )
+        body = grid_html([_choice_box(c, ch) for ch in choices])
     tail = footer_html(c) if footer else ""
     return f'<div class="vman-completion">{body}{tail}</div>'
 
 
-def _choice_box(c: ResultShape, ch: ChoiceShape) -> str:
-    label = html.escape(_label(c, ch))
-    if ch.finish_reason:
-        label += f" · {html.escape(ch.finish_reason)}"
+def grid_html(cards: list[str]) -> str:
+    """Cards side by side, as many per row as fit at 16em or more each, filling the width."""
+    return f'<div class="vman-grid" style="{_GRID_STYLE}">{"".join(cards)}</div>'
+
+
+def card_html(label: str, texts: list[str] | tuple[str, ...], status: str = "") -> str:
+    """One card of a grid: a small label, the texts (escaped, words kept whole), a status line under them.
+
+    The ``-n`` grid and the sweep grid both draw their cards with it, so they look alike.
+    """
+    body = _SEPARATOR.join(f'<pre class="vman-text" style="{_TEXT_STYLE}">{html.escape(t)}</pre>' for t in texts)
+    tail = f'<div style="{_LABEL_STYLE};margin:4px 0 0 0">{html.escape(status)}</div>' if status else ""
     return (
         f'<div class="vman-choice" style="{_BOX_STYLE}">'
-        f'<div style="{_LABEL_STYLE}">{label}</div>'
-        f'<pre class="vman-text" style="{_TEXT_STYLE}">{html.escape(ch.text)}</pre></div>'
+        f'<div style="{_LABEL_STYLE}">{html.escape(label)}</div>{body}{tail}</div>'
     )
+
+
+def _choice_box(c: ResultShape, ch: ChoiceShape) -> str:
+    label = _label(c, ch) + (f" · {ch.finish_reason}" if ch.finish_reason else "")
+    return card_html(label, [ch.text])
 
 
 def _label(c: ResultShape, ch: ChoiceShape) -> str:

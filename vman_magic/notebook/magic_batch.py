@@ -199,11 +199,11 @@ class _Over(_Job):
             raise UsageError(str(exc)) from None
         except BatchInterrupted as interrupt:
             partial = interrupt.partial
-            finished = int(partial[FRAME_COLUMN + "_finish_reason"].notna().sum())
+            finished = int((partial[FRAME_COLUMN + "_finish_reason"] != "").sum())
             self.interrupted(interrupt, finished, len(partial), "rows")
         self.store(frame)
         errors = frame[FRAME_COLUMN + "_error"]
-        self.report([(f"row {i!r}", e) for i, e in errors.items() if e is not None], len(frame), "rows")
+        self.report([(f"row {i!r}", e) for i, e in errors.items() if e], len(frame), "rows")
 
     def _render(self, template: str, index: int, item: Any) -> Rendered:
         """One item's prompt: ``{item}`` and ``{index}`` first, then the notebook's variables."""
