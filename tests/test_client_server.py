@@ -115,7 +115,7 @@ def test_no_base_url_starts_the_demo_server(monkeypatch: pytest.MonkeyPatch, cap
     assert result.model == "vman-demo" and result.text and again.text
     from vman_magic.demo.launch import demo_notice, demo_running
 
-    assert demo_running() and "127.0.0.1" in demo_notice()
+    assert demo_running() and "127.0.0.1" in demo_notice(address=True) and "127.0.0.1" not in demo_notice()
     notices = [r for r in caplog.records if "offline demo model" in r.getMessage()]
     assert len(notices) <= 1  # logged once per process (may have happened in an earlier test)
 

@@ -296,9 +296,24 @@ def test_demo_notice_is_printed_once(
     monkeypatch.setattr("vman_magic.notebook.messages._demo_notice_shown", False)
     _config.set_session(base_url=None, model=None)
     assert run(ip, "%%complete --max-tokens 2\nOnce").success
-    assert capsys.readouterr().out.count("offline demo model") == 1
+    out = capsys.readouterr().out
+    assert out.count("offline demo model") == 1
+    notice = out.splitlines()[0]
+    assert "offline demo model" in notice and "127.0.0.1" not in notice  # a random port, not worth saving
     assert run(ip, "%%complete --max-tokens 2\nOnce").success
     assert "offline demo model" not in capsys.readouterr().out
+
+
+def test_vman_config_says_where_the_demo_settings_come_from(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """%vman config words the demo's origins as a sentence, not "(from demo server (no VMAN_BASE_URL set))"."""
+    _config.set_session(base_url=None, model=None)
+    run(ip, "%vman config")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("/v1 (the offline demo server, since no VMAN_BASE_URL is set)")
+    assert "model: vman-demo (the offline demo's model)" in lines
+    assert "api_key: not set (default)" in lines and "((" not in "".join(lines)
 
 
 def test_vman_panel_opens_the_playground(ip: InteractiveShell) -> None:

@@ -19,6 +19,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from vman_magic.notebook.pace import ENV_VAR as DEMO_PACE_VAR
+
 pytestmark = pytest.mark.notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +47,7 @@ def kernel_env(canary: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_")) or k == "VMAN_HISTORY"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env["VMAN_API_KEY"] = canary
+    env[DEMO_PACE_VAR] = "0"  # the demo at full speed: a test has nobody reading along
     return env
 
 
@@ -102,3 +105,15 @@ def test_runs_offline_top_to_bottom(path: Path) -> None:
     assert canary not in everything and canary[2:] not in everything
     leaks = [m.group() for text in output_texts(nb) for m in KEY_LIKE.finditer(text)]
     assert leaks == []
+    check_demo_notice(nb, shown=path.stem == "01-quickstart")
+
+
+def check_demo_notice(nb: Any, *, shown: bool) -> None:
+    """The demo notice is an output of its own, never in a stream next to the completion, and has no port."""
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    streams = [o["text"] for o in outputs if o["output_type"] == "stream"]
+    notices = [o["data"] for o in outputs if "offline demo model" in str(o.get("data", {}).get("text/plain", ""))]
+    assert not [s for s in streams if "offline demo model" in s]
+    assert len(notices) == 1 if shown else len(notices) <= 1
+    for data in notices:
+        assert "vman-notice" in data["text/html"] and not re.search(r"127\.0\.0\.1|:\d{4,5}/", data["text/plain"])

@@ -102,6 +102,7 @@ def test_missing_model_with_a_real_server_names_the_ways_to_set_one(ip: Interact
     err = ip.run_cell(f"%%complete --base-url {demo_server.base_url}\nhello", store_history=False).error_in_exec
     assert isinstance(err, UsageError)
     assert "no model is set" in str(err) and "-m NAME" in str(err) and "VMAN_MODEL" in str(err)
+    assert "model=" not in str(err)  # Python advice has no place under a magic
     assert demo_server.stats.requests == before
 
 
@@ -115,7 +116,31 @@ def test_model_for_a_real_server_used_on_the_demo_says_no_base_url_is_set(
     assert type(err).__name__ == "NotFoundError"
     line = err._render_traceback_()[0]  # type: ignore[union-attr]
     assert "no VMAN_BASE_URL is set" in line and "set VMAN_BASE_URL" in line and ".;" not in line
+    assert line.count("gpt-3.5-turbo-instruct") == 1 and line.count("vman-demo") == 1 and len(line) < 250
     ip.user_ns.pop("r", None)
+
+
+def test_connection_errors_name_the_port(ip: InteractiveShell) -> None:
+    """Nothing listening: the error names host and port, since on one machine the port tells servers apart."""
+    err = ip.run_cell("%%complete --base-url http://127.0.0.1:9/v1 -m m\nhi", store_history=False).error_in_exec
+    assert type(err).__name__ == "APIConnectionError" and "could not connect to 127.0.0.1:9 " in str(err)
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "words", "says", "not_says"),
+    [
+        (4, 20_000, "the prompt alone is", "max_tokens"),  # no max_tokens can help
+        (16_000, 1_000, "lower max_tokens to", "change max_tokens"),  # said once, by the server
+    ],
+)
+def test_context_length_errors_say_what_can_help_once(
+    ip: InteractiveShell, max_tokens: int, words: int, says: str, not_says: str
+) -> None:
+    """Too long a prompt is "shorten the prompt"; too many max_tokens names the most that fits, without a repeat."""
+    ip.user_ns["long_prompt"] = "word " * words
+    err = ip.run_cell(f"%%complete --max-tokens {max_tokens}\n{{long_prompt}}", store_history=False).error_in_exec
+    line = err._render_traceback_()[0]  # type: ignore[union-attr]
+    assert type(err).__name__ == "BadRequestError" and says in line and not_says not in line.split(says)[1]
 
 
 @pytest.mark.parametrize(

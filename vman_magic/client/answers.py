@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from ..core.config import DEMO_MODEL, Settings
+from ..core.config import Settings
 from ..core.errors import (
     APIConnectionError,
     APIResponseError,
@@ -63,7 +63,10 @@ class Answers:
 
     def __init__(self, settings: Settings, scrubber: Scrubber | None = None) -> None:
         self.settings = settings
-        self.host = urllib.parse.urlsplit(settings.url).hostname or settings.url
+        parts = urllib.parse.urlsplit(settings.url)
+        self.host = parts.hostname or settings.url
+        # host:port, for "could not connect": on one machine the port is what tells two servers apart
+        self.address = parts.netloc.rpartition("@")[2] or self.host
         self.scrub = scrubber or Scrubber.none()
         self.shape = AnswerShape(self.host, self.scrub)
 
@@ -140,7 +143,7 @@ class Answers:
         """An httpx failure as our error, with a message that says what to check."""
         t = self.settings.timeout
         if isinstance(exc, httpx.ConnectTimeout):
-            return APITimeoutError(f"could not connect to {self.host} within {t.connect} s: is the server up?")
+            return APITimeoutError(f"could not connect to {self.address} within {t.connect} s: is the server up?")
         if isinstance(exc, httpx.WriteTimeout):
             return APITimeoutError(
                 f"could not send the request to {self.host} within {t.read} s (write timeout): the server stopped "
@@ -157,7 +160,7 @@ class Answers:
             )
         if isinstance(exc, httpx.ConnectError):
             return APIConnectionError(
-                f"could not connect to {self.host} ({self._text(exc)}): check the base URL and that the server "
+                f"could not connect to {self.address} ({self._text(exc)}): check the base URL and that the server "
                 "is running"
             )
         if attempt.received:
@@ -209,13 +212,13 @@ def _hint(status: int, message: str, param: str | None, is_demo: bool) -> str:
             "the model may be chat-only: pick a completions model (%vman models or client.models() lists them)"
         )
     if status == 404 and is_demo:
-        return (
-            "no VMAN_BASE_URL is set, so the offline demo server answered and it only serves "
-            f"{DEMO_MODEL!r}: set VMAN_BASE_URL (or %vman base_url URL) to your server, or drop the model setting"
-        )
+        # the demo's own message already names the model asked for and the one it serves
+        return "no VMAN_BASE_URL is set, so this is the offline demo: drop the model setting, or set VMAN_BASE_URL"
     if status == 404:
         return "check the model name (%vman models or client.models() lists them) and the base URL"
     if status in (400, 422):
+        if param and param in message:
+            return ""  # the server's message already says what to change ("lower max_tokens or ...")
         return f"change {param}" if param else "change what the server's message names"
     if status == 403:
         return "this key may not use this model or endpoint: pick another model or ask for access"

@@ -69,6 +69,15 @@ _ENV: Final[dict[str, tuple[str, ...]]] = {
     "max_retries": ("VMAN_MAX_RETRIES",),
 }
 
+#: Where the demo's settings come from, and how ``%vman config`` words those origins (and the defaults).
+DEMO_URL_SOURCE: Final = "demo"
+DEMO_MODEL_SOURCE: Final = "demo model"
+_ORIGINS: Final[dict[str | None, str]] = {
+    None: "default",
+    "default": "default",
+    DEMO_URL_SOURCE: "the offline demo server, since no VMAN_BASE_URL is set",
+    DEMO_MODEL_SOURCE: "the offline demo's model",
+}
 _MODEL_HINT: Final = "pass model=..., use -m NAME in %%complete, set VMAN_MODEL, or run %vman model NAME"
 
 
@@ -200,13 +209,18 @@ class Settings:
         """Lines for ``%vman config``: each value and its origin, never the key itself."""
         key = "not set" if self.api_key is None else "set"
         values = {
-            "base_url": self.base_url or "the offline demo server, started on first use",
+            "base_url": self.base_url or "not started yet",
             "api_key": key,
             "model": self.model or "not set",
             "timeout": f"connect {self.timeout.connect}s, read {self.timeout.read}s, total {self.timeout.total}s",
             "max_retries": str(self.max_retries),
         }
-        return [f"{name}: {values[name]} (from {self.sources.get(name, 'default')})" for name in FIELDS]
+        return [f"{name}: {values[name]} ({_origin(self.sources.get(name))})" for name in FIELDS]
+
+
+def _origin(source: str | None) -> str:
+    """``from VMAN_BASE_URL``, ``from %vman``..., or a phrase of its own for defaults and the demo."""
+    return _ORIGINS.get(source) or f"from {source}"
 
 
 # --------------------------------------------------------------------------- layers
@@ -289,9 +303,9 @@ def resolve(**explicit: Any) -> Settings:
     is_demo = "base_url" not in values
     base_url: str | None = None
     if is_demo:
-        sources["base_url"] = "demo server (no VMAN_BASE_URL set)"
+        sources["base_url"] = DEMO_URL_SOURCE
         if model is None:
-            model, sources["model"] = DEMO_MODEL, "demo default"
+            model, sources["model"] = DEMO_MODEL, DEMO_MODEL_SOURCE
     else:
         try:
             base_url = normalize_base_url(str(values["base_url"]))

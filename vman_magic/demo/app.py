@@ -54,9 +54,13 @@ class Stats:
         self.connections = 0  # TCP connections accepted: the client tests check connection reuse with it
         self.active = 0
         self.max_active = 0
+        # completions by the pace they streamed at (tokens per second, None = full speed): the
+        # interactive faces ask for a readable pace per request, batches never do
+        self.paces: Counter[float | None] = Counter()
 
-    def started(self) -> None:
+    def started(self, tps: float | None = None) -> None:
         with self._lock:
+            self.paces[tps] += 1
             self.completions += 1
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -70,6 +74,7 @@ class Stats:
         with self._lock:
             self.requests = self.completions = self.connections = 0
             self.max_active = self.active
+            self.paces.clear()
 
     def __repr__(self) -> str:
         return (
@@ -244,7 +249,7 @@ class Server:
         elif path.startswith("/v1/models/"):
             model_id = path[len("/v1/models/") :]
             if model_id != MODEL_ID:
-                raise APIError(404, f"The model '{model_id}' does not exist; this server serves '{MODEL_ID}'.",
+                raise APIError(404, f"The model '{model_id}' does not exist; this server serves only '{MODEL_ID}'.",
                                param="model", code="model_not_found")  # fmt: skip
             await ex.json(200, model_object())
         else:
@@ -287,7 +292,7 @@ class Server:
         else:
             runner = _runner(body, model, knobs.chinese)
         job = runner.job
-        self.stats.started()
+        self.stats.started(_throttle_of(self, knobs).tps)
         try:
             if knobs.has("hang"):
                 await ex.start(200, "text/event-stream" if job.stream else "application/json")

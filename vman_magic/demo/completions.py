@@ -35,6 +35,7 @@ class Throttle:
     """Sleeps for ``first_token_ms`` before the first step and ``1/tps`` between steps."""
 
     def __init__(self, tps: float | None, first_token_ms: float | None) -> None:
+        self.tps = tps or None
         self.delay = 1.0 / tps if tps else 0.0
         self.first = (first_token_ms or 0.0) / 1000.0
         self.started = False

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import urllib.parse
 from typing import Any
 
-from ..core.config import DEMO_MODEL, Settings
+from ..core.config import DEMO_MODEL, DEMO_URL_SOURCE, Settings
 
-__all__ = ["DEMO_MODEL", "demo_base_url", "demo_notice", "demo_running", "ensure_demo"]
+__all__ = ["DEMO_MODEL", "demo_base_url", "demo_notice", "demo_running", "ensure_demo", "is_demo_url"]
 
 _log = logging.getLogger("vman_magic")
 _lock = threading.Lock()
@@ -36,7 +37,7 @@ def ensure_demo(settings: Settings) -> Settings:
     """``settings`` as they are when they name a server; else pointed at the demo, started once."""
     if settings.base_url is not None:
         return settings
-    return settings.with_server(demo_base_url(), "demo server (no VMAN_BASE_URL set)")
+    return settings.with_server(demo_base_url(), DEMO_URL_SOURCE)
 
 
 def demo_base_url() -> str:
@@ -47,7 +48,7 @@ def demo_base_url() -> str:
             from .running import start_server
 
             _server = start_server("127.0.0.1", port=0)
-            _log.info("%s", demo_notice())
+            _log.info("%s", demo_notice(address=True))
         return str(_server.base_url)
 
 
@@ -56,10 +57,29 @@ def demo_running() -> bool:
     return _server is not None
 
 
-def demo_notice() -> str:
-    """The one line that tells a user they are talking to the demo model, and how to change it."""
-    url = _server.base_url if _server is not None else "http://127.0.0.1:<port>/v1"
+def is_demo_url(base_url: str) -> bool:
+    """True when ``base_url`` reaches the auto-started demo server (also after ``%vman demo`` named it).
+
+    Any path on its host and port counts: the notebook faces add a pace knob
+    (``/x/tps=25/v1``) to the same server.
+    """
+    if _server is None:
+        return False
+    ours, theirs = urllib.parse.urlsplit(_server.base_url), urllib.parse.urlsplit(base_url)
+    return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
+
+
+def demo_notice(*, address: bool = False) -> str:
+    """The one line that tells a user they are talking to the demo model, and how to change it.
+
+    The notebook gets it without the address: the port is random, changes with
+    every kernel and would be saved with the notebook; ``%vman config`` shows
+    it. The log record (``address=True``) names it.
+    """
+    where = ""
+    if address:
+        where = " at " + (_server.base_url if _server is not None else "http://127.0.0.1:<port>/v1")
     return (
-        f"vman-magic: no VMAN_BASE_URL set, using the offline demo model at {url} "
+        f"vman-magic: no VMAN_BASE_URL set, so this uses the offline demo model{where} "
         "(set VMAN_BASE_URL and VMAN_API_KEY, or %vman key, to use VMAN)"
     )

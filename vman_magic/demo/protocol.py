@@ -130,7 +130,7 @@ def parse_completion(body: Any, model: Model, *, chinese: bool = False) -> Job:
         raise APIError(400, str(exc)) from None
     if req.model != MODEL_ID:
         raise APIError(
-            404, f"The model '{req.model}' does not exist; this server serves '{MODEL_ID}'.",
+            404, f"The model '{req.model}' does not exist; this server serves only '{MODEL_ID}'.",
             param="model", code="model_not_found",
         )  # fmt: skip
     tok = model.tokenizer
@@ -149,11 +149,16 @@ def parse_completion(body: Any, model: Model, *, chinese: bool = False) -> Job:
         )
     max_tokens = DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens
     longest = max(len(ids) for ids in prompts)
+    if longest >= CONTEXT_WINDOW:  # no max_tokens can help: say only what can
+        raise APIError(
+            400, f"This model's maximum context length is {CONTEXT_WINDOW} tokens, but the prompt alone "
+            f"is {longest} tokens: shorten the prompt.", param="prompt",
+        )  # fmt: skip
     if longest + max_tokens > CONTEXT_WINDOW:
         raise APIError(
             400, f"This model's maximum context length is {CONTEXT_WINDOW} tokens, but you requested "
             f"{longest + max_tokens} ({longest} in the prompt, {max_tokens} for the completion): "
-            "lower max_tokens or shorten the prompt.", param="max_tokens",
+            f"lower max_tokens to {CONTEXT_WINDOW - longest} or less, or shorten the prompt.", param="max_tokens",
         )  # fmt: skip
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     n = req.n or 1

@@ -32,9 +32,10 @@ from ..core.models import Completion, CompletionBuilder, CompletionRequest
 from ..core.params import PARAMS
 from ..core.template import Rendered, render
 from ..demo.launch import demo_running
-from .display import LiveView
+from .display import LiveView, tokens_received
 from .flags import complete_arguments, parse_flags, split_line
-from .messages import shorten, show_demo_notice
+from .messages import require_model, shorten, show_demo_notice
+from .pace import paced, parse_tokens_per_second, set_tokens_per_second, tokens_per_second
 
 if TYPE_CHECKING:
     from ..client.client import Client
@@ -49,7 +50,9 @@ _VMAN_HELP = """\
 %vman key             enter the API key at a hidden prompt (kept for this session only)
 %vman base_url URL    use this server for the session, e.g. https://api.example.com/v1
 %vman model NAME      default model for the session
-%vman demo            switch back to the offline demo model
+%vman demo [--tokens-per-second N]
+                      switch back to the offline demo model; cells and the panel stream at N tokens/s
+                      (default 25, 0 = full speed; batches always run at full speed)
 %vman panel [PROMPT]  open the Playground panel
 %vman history [WORDS] [-m MODEL] [-n N]   recorded completions, newest first (WORDS: search)
 %vman history on|off  record completions in the local history for this session, or not
@@ -145,7 +148,7 @@ class VmanMagic(Magics):
             prompt = rendered.text
         try:
             settings = _config.resolve(base_url=args.base_url, model=args.model, timeout=args.timeout)
-            request = CompletionRequest.build(settings.require_model(), prompt, stream=not args.no_stream, **params)
+            request = CompletionRequest.build(require_model(settings), prompt, stream=not args.no_stream, **params)
         except (ValidationError, ConfigurationError) as exc:
             raise UsageError(str(exc)) from None
         if args.dry_run:
@@ -154,6 +157,10 @@ class VmanMagic(Magics):
         settings = _config.ensure_server(settings)  # about to send: the demo starts here, if nothing is configured
         if settings.is_demo:
             show_demo_notice()
+        try:  # the offline demo streams at a readable pace into a cell (batches never ask for it)
+            settings = paced(settings)
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from None
         completion = self._run(request, settings, args.output, args.cache)
         if args.show_probs:
             from IPython.display import display
@@ -189,7 +196,7 @@ class VmanMagic(Magics):
         except KeyboardInterrupt as exc:
             completion = self._keep(builder, exc, output, view)
             where = " and ".join(f"`{n}`" for n in (output, "_completion") if n)
-            shorten(exc, f"KeyboardInterrupt: interrupted after {view.chunks} chunks; partial text kept in {where}")
+            shorten(exc, f"KeyboardInterrupt: interrupted after {tokens_received(view.chunks)}; partial text kept in {where}")
             raise
         except VmanError as exc:
             kept = self._keep(builder, exc, output, view)
@@ -300,10 +307,18 @@ class VmanMagic(Magics):
         print(f"model for this session: {rest}")
 
     def _vman_demo(self, rest: str) -> None:
+        """``%vman demo [--tokens-per-second N]``: use the demo, streaming cells and the panel at N tokens/s."""
         from ..demo.launch import DEMO_MODEL, demo_base_url
 
+        if rest:
+            set_tokens_per_second(_demo_pace_flag(rest))
         _config.set_session(base_url=demo_base_url(), model=DEMO_MODEL)
-        print(f"using the offline demo model {DEMO_MODEL} at {demo_base_url()}")
+        tps = tokens_per_second()
+        pace = f"{tps:g} tokens/s" if tps else "full speed"
+        print(
+            f"using the offline demo model {DEMO_MODEL} at {demo_base_url()}; cells and the panel stream at "
+            f"{pace} (change it with %vman demo --tokens-per-second N, 0 = full speed)"
+        )
 
     def _vman_history(self, rest: str) -> Any:
         from .magic_history import vman_history  # imported on use: %load_ext stays cheap
@@ -322,6 +337,16 @@ class VmanMagic(Magics):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _demo_pace_flag(rest: str) -> float:
+    """The N of ``--tokens-per-second N`` (or ``=N``), the one flag ``%vman demo`` takes."""
+    usage = "usage: %vman demo [--tokens-per-second N], e.g. --tokens-per-second 25 (0 = full speed)"
+    name, eq, value = rest.partition("=")
+    parts = [name, value] if eq else rest.split()
+    if len(parts) != 2 or parts[0] not in ("--tokens-per-second", "--tps"):
+        raise UsageError(usage)
+    return parse_tokens_per_second(parts[1], "--tokens-per-second")
 
 
 def _print_dry_run(request: CompletionRequest, base_url: str | None, rendered: Rendered | None) -> None:

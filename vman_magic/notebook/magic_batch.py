@@ -46,7 +46,7 @@ from ..core import config as _config
 from ..core.errors import ConfigurationError, ValidationError, VmanError
 from ..core.models import CompletionRequest
 from ..core.template import Rendered, render
-from .messages import shorten, show_demo_notice
+from .messages import require_model, shorten, show_demo_notice
 
 __all__ = ["FRAME_COLUMN", "run_batch"]
 
@@ -70,9 +70,9 @@ def run_batch(user_ns: dict[str, Any], args: argparse.Namespace, template: str, 
         raise UsageError("--over fills {item} or {column} in the cell for each item: drop --no-template")
     try:
         settings = _config.resolve(base_url=args.base_url, model=args.model, timeout=args.timeout)
-        model = settings.require_model()
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
+    model = require_model(settings)
     stream = not args.no_stream
     if args.over is not None:
         _Over(user_ns, args, settings.base_url, model, stream).run(template, params, settings.is_demo)

@@ -7,12 +7,19 @@ imports the other for them.
 
 from __future__ import annotations
 
+import html
 import sys
 
-__all__ = ["MAX_MESSAGE", "shorten", "show_demo_notice"]
+from IPython.core.error import UsageError
+
+from ..core.config import Settings
+from ..core.kernel import in_kernel
+
+__all__ = ["MAX_MESSAGE", "require_model", "shorten", "show_demo_notice"]
 
 MAX_MESSAGE = 300  # characters of an error line under a failed cell
 _demo_notice_shown = False
+_NOTICE_STYLE = "font-size:12px;color:var(--jp-ui-font-color2,#777);margin:0 0 4px 0"
 
 
 def shorten(exc: BaseException, message: str, note: str = "") -> None:
@@ -32,10 +39,35 @@ def shorten(exc: BaseException, message: str, note: str = "") -> None:
 
 
 def show_demo_notice() -> None:
-    """Print, once per session, that the offline demo model answers and how to use a real server."""
-    global _demo_notice_shown
-    if not _demo_notice_shown:
-        from ..demo.launch import demo_notice
+    """Say once per session that the offline demo model answers, as an output of its own.
 
-        _demo_notice_shown = True
-        print(demo_notice(), file=sys.stdout)
+    In a kernel it is a display output (``text/plain`` and ``text/html``),
+    not printed text: printed text would join the completion's stream
+    output, run into its first words and wrap mid-word with it. Elsewhere it
+    is one printed line. It names no address: the port is random and would
+    be saved with the notebook (``%vman config`` shows it).
+    """
+    global _demo_notice_shown
+    if _demo_notice_shown:
+        return
+    from ..demo.launch import demo_notice
+
+    _demo_notice_shown = True
+    notice = demo_notice()
+    if not in_kernel():
+        print(notice, file=sys.stdout)
+        return
+    from IPython.display import display
+
+    html_notice = f'<div class="vman-notice" style="{_NOTICE_STYLE}">{html.escape(notice)}</div>'
+    display({"text/plain": notice, "text/html": html_notice}, raw=True)  # type: ignore[no-untyped-call, unused-ignore]
+
+
+def require_model(settings: Settings) -> str:
+    """The model to send, or a ``UsageError`` with the magic's ways to set one (not ``model=...``)."""
+    if settings.model:
+        return settings.model
+    raise UsageError(
+        f"no model is set for {settings.base_url}: add -m NAME to the %%complete line, or set one for the "
+        "session with %vman model NAME or VMAN_MODEL (%vman models lists them)"
+    )

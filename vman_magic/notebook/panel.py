@@ -47,6 +47,7 @@ from ..core.models import Completion, CompletionBuilder, CompletionRequest
 from ..core.params import PARAMS_BY_NAME
 from ..core.template import render
 from .display import LiveView, tokens_received
+from .pace import paced
 from .panel_code import copy_as_code, magic_cell
 from .panel_thread import run_in_thread
 from .panel_widgets import LOGPROBS_OFF, LOGPROBS_RANGE, WIDGET_PARAMS, CodeSection, ParamControls, message_html
@@ -334,7 +335,9 @@ class Panel(w.VBox):  # type: ignore[misc]
         view.start()
         result: Completion | None = None
         try:
-            client = AsyncClient(**self._connection, model=request.model)
+            # the offline demo streams at a readable pace into the panel, as into a cell (see notebook/pace.py)
+            settings = paced(ensure_server(resolve(**self._connection, model=request.model)))
+            client = AsyncClient(settings=settings)
             try:
                 result = await client.run(request, builder, on_update=view.update)
             finally:
