@@ -360,7 +360,10 @@ def test_panel_stop_keeps_the_partial_result(quickstart: Any, artifacts: Path) -
     stop_button.click()
     poll_until(lambda: not run_button.is_disabled(), "Run to become enabled again")
     assert stop_button.is_disabled()
-    assert target.locator(f".widget-html:not({PANEL_OUTPUT})", has_text="stopped by you").count() == 1  # status
+    # said once, in the footer under the text; the status line next to the buttons is empty again
+    assert target.locator(f".widget-html:not({PANEL_OUTPUT})", has_text="stopped by you").count() == 0
+    assert target.locator(f"{PANEL_OUTPUT} .vman-footer", has_text="stopped by you after").count() == 1
+    assert "running" not in target.locator(".widget-html", has_text="running").all_inner_texts()
 
     check = cell(page, "p.result.incomplete")
     run_cell(page, check)
