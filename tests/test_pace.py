@@ -94,6 +94,7 @@ def test_environment_sets_the_pace(auto_demo: InteractiveShell, monkeypatch: pyt
 
 def test_other_servers_are_left_alone(vman_shell: InteractiveShell, demo_server: Any) -> None:
     """A server the user or a test started, and a demo URL with knobs of its own, get no pace added."""
+
     def paced_url(base_url: str, is_demo: bool = False) -> str:
         return pace.paced(Settings(base_url=base_url, is_demo=is_demo)).url
 

@@ -196,7 +196,10 @@ class VmanMagic(Magics):
         except KeyboardInterrupt as exc:
             completion = self._keep(builder, exc, output, view)
             where = " and ".join(f"`{n}`" for n in (output, "_completion") if n)
-            shorten(exc, f"KeyboardInterrupt: interrupted after {tokens_received(view.chunks)}; partial text kept in {where}")
+            shorten(
+                exc,
+                f"KeyboardInterrupt: interrupted after {tokens_received(view.chunks)}; partial text kept in {where}",
+            )
             raise
         except VmanError as exc:
             kept = self._keep(builder, exc, output, view)
