@@ -160,7 +160,7 @@ def test_complete_frame_resumes(history_file: Path, demo_server: Any) -> None:
     sent = Sent(demo_server)
     out = vman_magic.complete_frame(df, "The {word} is", cache=True, **kw)
     assert sent() == 2 and list(out["completion"][:2]) == list(head["completion"])
-    assert out["completion_error"].isna().all()
+    assert (out["completion_error"] == "").all()  # "" for rows that worked
 
 
 def test_magic_over_and_sweep_take_cache(history_file: Path, vman_shell: InteractiveShell, demo_server: Any) -> None:
