@@ -40,13 +40,13 @@ def test_frame_and_sweep_keep_the_good_rows(hostile: Any) -> None:
     df = pd.DataFrame({"q": ["a", "b @@", "c"]})
     frame = complete_frame(df, "{q}", base_url=hostile.url("text_number", marked=True), model="m", progress=False)
     assert list(frame["completion"]) == ["Hello", "", "Hello"]
-    assert frame["completion_error"][1].startswith("APIResponseError") and frame["completion_error"][0] is None
+    assert frame["completion_error"][1].startswith("APIResponseError") and frame["completion_error"][0] == ""
     sweep = run_sweep(
         "hi", {"temperature": [0.0, 0.25, 0.5]}, base_url=hostile.url("choices_int", marked=True), model="m",
         show=False,
     )  # fmt: skip
     errors = list(sweep.table["error"])
-    assert pd.isna(errors[0]) and pd.isna(errors[2]) and errors[1].startswith("APIResponseError")
+    assert errors[0] == errors[2] == "" and errors[1].startswith("APIResponseError")
     assert isinstance(sweep.completions[1].error, APIResponseError)
 
 
