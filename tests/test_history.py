@@ -239,3 +239,37 @@ def test_several_processes_share_one_file(history_file: Path, demo_server: Any) 
     assert [p.returncode for p in procs] == [0, 0, 0] and outputs == ["40\n"] * 3
     stored = rows(history_file)
     assert len(stored) == 120 and len({r["id"] for r in stored}) == 120
+
+
+def test_search_without_fts5_falls_back_to_like(history_file: Path, demo_server: Any) -> None:
+    """Where SQLite has no FTS5 index, search still finds every word (LIKE, with % and _ taken literally)."""
+    for prompt in ("100% sure", "a_b test", "plain words"):
+        vman_magic.complete(prompt, base_url=demo_server.base_url, **DEMO)
+    session.flush()
+    with sqlite3.connect(history_file) as conn:
+        conn.executescript("DROP TRIGGER completions_ai; DROP TRIGGER completions_ad; DROP TABLE completions_fts;")
+    assert [e.prompt for e in vman_magic.history("100%")] == ["100% sure"]
+    assert [e.prompt for e in vman_magic.history("a_b")] == ["a_b test"]
+    assert [e.prompt for e in vman_magic.history("words PLAIN")] == ["plain words"]
+
+
+def test_ids_follow_time_across_processes(
+    history_file: Path, demo_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel's reserved ids expire, so a later completion here gets a higher id than another process's earlier one."""
+    from vman_magic.logbook import writer
+
+    monkeypatch.setattr(writer, "BLOCK_TTL", 0.0)
+    first = vman_magic.complete("first here", base_url=demo_server.base_url, **DEMO).history_id
+    script = (
+        "import vman_magic\n"
+        f"print(vman_magic.complete('then there', base_url={demo_server.base_url!r}, model='vman-demo',"
+        " max_tokens=2).history_id)"
+    )
+    env = {**os.environ, "VMAN_HISTORY": str(history_file)}
+    there = int(
+        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+    )
+    later = vman_magic.complete("later here", base_url=demo_server.base_url, **DEMO).history_id
+    assert first is not None and later is not None and first < there < later
+    assert [e.prompt for e in vman_magic.history()] == ["later here", "then there", "first here"]

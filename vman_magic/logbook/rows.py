@@ -119,19 +119,19 @@ def _canonical_body(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cache_key(request: CompletionRequest, host: str) -> str:
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_canonical = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
+def cache_key(request: CompletionRequest, host: str, body: Mapping[str, Any] | None = None) -> str:
     """sha256 of the host and the canonical JSON body: equal for requests that ask the same thing.
 
     The model is part of the body. Streaming or not does not change the
     answer, so ``stream`` and ``stream_options`` are left out: a batch (not
-    streamed) finds what ``%%complete`` (streamed) recorded.
+    streamed) finds what ``%%complete`` (streamed) recorded. ``body`` is
+    ``request.to_body()`` when the caller has it already.
     """
-    canonical = json.dumps(
-        {"host": host, "body": _canonical_body(request.to_body())},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    canonical = _canonical({"host": host, "body": _canonical_body(body if body is not None else request.to_body())})
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -200,7 +200,7 @@ def _prompt_text(prompt: Any) -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _compact(value)
 
 
 def to_row(
@@ -209,7 +209,8 @@ def to_row(
     """The row for ``c``; what is too large is cut (see :data:`MAX_STORED_CHARS`) and listed in ``cut``."""
     cut: list[str] = []
     request = c.request
-    body: dict[str, Any] = request.to_body() if request is not None else {}
+    sent: dict[str, Any] = request.to_body() if request is not None else {}
+    body = sent
     prompt = _prompt_text(request.prompt) if request is not None else ""
     if len(prompt) > MAX_STORED_CHARS:
         prompt = prompt[:MAX_STORED_CHARS]
@@ -248,14 +249,22 @@ def to_row(
         answer=_SEPARATOR.join(texts),
         choices=_dumps([[ch.index, ch.finish_reason, len(t)] for ch, t in zip(choices, texts, strict=True)]),
         logprobs=logprobs,
-        usage=_dumps(c.usage.to_dict()) if c.usage is not None else None,
+        usage=_dumps(_usage(c.usage)) if c.usage is not None else None,
         request=_dumps(body),
         response=_dumps(response),
         ttft=c.time_to_first_token,
         elapsed=c.elapsed,
-        cache_key=cache_key(request, host) if request is not None else "",
+        cache_key=cache_key(request, host, sent) if request is not None else "",
         cut=",".join(cut) or None,
     )
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
 
 
 # --------------------------------------------------------------------------- from a row

@@ -218,6 +218,8 @@ def answer_from_history(request: CompletionRequest, base_url: str, cache: bool |
     the time the answer ends.
     """
     writer = _writer()
+    if writer is not None:
+        writer.warm()
     if not _use_cache(cache):
         return False
     if writer is None:
@@ -234,9 +236,11 @@ def cached_answers(
     requests: Sequence[CompletionRequest | BaseException], base_url: str, cache: bool | None
 ) -> dict[int, Completion]:
     """``{index: Completion}`` for every request the history answers completely (one query for a batch)."""
+    writer = _writer()
+    if writer is not None:
+        writer.warm()
     if not _use_cache(cache):
         return {}
-    writer = _writer()
     if writer is None:
         _cache_unavailable(cache)
         return {}

@@ -9,11 +9,15 @@ flight.
 
 Ids: :meth:`Writer.next_id` hands out ids this process reserved in the file
 (see :mod:`vman_magic.logbook.db`), so a result knows its ``history_id`` at
-once. The thread reserves the next block before the current one runs out,
-in blocks that double up to :data:`MAX_BLOCK` while ids are used fast. Only
-the very first result of a process may wait (for the file to open); a
-result that finds no id ready leaves it to this thread, which sets
-``history_id`` when it writes the row.
+once. Lists are ordered by id (newest first), which is what makes search
+fast, so ids must follow time across kernels too: a block of ids is used
+for at most :data:`BLOCK_TTL` seconds, and a request that starts after that
+(:meth:`Writer.warm`) has a fresh block reserved while it waits for its
+answer. Blocks start at one id and double up to :data:`MAX_BLOCK` while ids
+are used fast (batches), so a notebook used now and then sees consecutive
+ids. A result that finds no id ready (the file is still opening, or a fast
+batch outran the reservations) waits briefly, else leaves it to this
+thread, which sets ``history_id`` when it writes the row.
 
 Any failure (the file is corrupt, locked by another kernel for longer than
 the busy timeout, read-only, on a full disk, or a bug here) stops the
@@ -27,6 +31,7 @@ import collections
 import queue
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +39,12 @@ from ..core.models import Completion
 from . import db
 from .rows import to_row
 
-__all__ = ["FIRST_BLOCK", "MAX_BLOCK", "Writer"]
+__all__ = ["BLOCK_TTL", "FIRST_BLOCK", "MAX_BLOCK", "Writer"]
 
-FIRST_BLOCK = 16  # ids reserved at first; doubles on every refill up to MAX_BLOCK
+FIRST_BLOCK = 1  # ids reserved at a time at first; doubles while they are used fast, up to MAX_BLOCK
 MAX_BLOCK = 512
+BLOCK_TTL = 30.0  # seconds a reserved id stays usable, so ids follow time across kernels
+ID_WAIT = 0.05  # seconds a result waits for a reservation in progress once the file is open
 MAX_ROWS_PER_TRANSACTION = 256
 
 
@@ -75,6 +82,7 @@ class Writer:
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._ids: collections.deque[int] = collections.deque()
+        self._ids_at = 0.0  # time.monotonic() of the last reservation
         self._block = FIRST_BLOCK
         self._reserving = True  # the first block is reserved as soon as the file is open
         self._opened = False
@@ -91,19 +99,37 @@ class Writer:
         return self.error is None and self._thread.is_alive()
 
     # -- called from any thread --------------------------------------------
+    def warm(self) -> None:
+        """A request starts: make sure fresh ids will be ready when its answer ends."""
+        with self._cond:
+            self._refill()
+
     def next_id(self, first_wait: float) -> int | None:
         """A reserved id, or None when none is ready (this thread then assigns one when writing).
 
-        Waits up to ``first_wait`` seconds only while the file is still being
-        opened, so only a process's first result can wait.
+        Waits up to ``first_wait`` seconds while the file is still being
+        opened (a process's first result), else at most :data:`ID_WAIT` for a
+        reservation in progress.
         """
         with self._cond:
-            if not self._opened and self.error is None:
-                self._cond.wait_for(lambda: self._opened or self.error is not None, first_wait)
-            if len(self._ids) < self._block // 2 and not self._reserving and self.error is None:
-                self._reserving = True
-                self._queue.put(_RESERVE)
-            return self._ids.popleft() if self._ids else None
+            self._refill()
+            if not self._ids and self.error is None:
+                wait = first_wait if not self._opened else ID_WAIT
+                self._cond.wait_for(lambda: bool(self._ids) or self.error is not None, wait)
+            id = self._ids.popleft() if self._ids else None
+            self._refill()
+            return id
+
+    def _refill(self) -> None:
+        """(Under the lock.) Drop ids held too long; ask for more when half the block is used."""
+        if not self._opened or self.error is not None or self._reserving:
+            return
+        if self._ids and time.monotonic() - self._ids_at > BLOCK_TTL:
+            self._ids.clear()
+            self._block = FIRST_BLOCK  # they were not needed: start small again
+        if len(self._ids) <= self._block // 2:
+            self._reserving = True
+            self._queue.put(_RESERVE)
 
     def put(self, job: Job) -> None:
         """Queue one result; returns at once."""
@@ -184,11 +210,14 @@ class Writer:
         return id
 
     def _reserve(self, conn: sqlite3.Connection) -> None:
-        ids = db.reserve_ids(conn, self._block)
+        with self._cond:
+            count = self._block
+        ids = db.reserve_ids(conn, count)
         with self._cond:
             self._ids.extend(ids)
+            self._ids_at = time.monotonic()
             self._reserving = False
-            self._block = min(self._block * 2, MAX_BLOCK)
+            self._block = min(count * 2, MAX_BLOCK)
             self._cond.notify_all()
 
     def _fail(self, exc: BaseException) -> None:
