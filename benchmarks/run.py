@@ -22,7 +22,16 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import bench_batch, bench_display, bench_load, bench_memory, bench_server, bench_stream, bench_ttft
+from . import (
+    bench_batch,
+    bench_display,
+    bench_history,
+    bench_load,
+    bench_memory,
+    bench_server,
+    bench_stream,
+    bench_ttft,
+)
 from ._common import ROOT, Row
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -43,6 +52,9 @@ def _suites(quick: bool, install: bool) -> dict[str, Callable[[], list[Row]]]:
         "ttft": lambda: bench_ttft.rows(repeats=2 if q else 9),
         "batch": lambda: bench_batch.rows(count=64 if q else 1_000, repeats=1 if q else 3),
         "server": lambda: bench_server.rows(tokens=200 if q else 5_000, total=64 if q else 640),
+        "history": lambda: bench_history.rows(
+            count=64 if q else 1_000, calls=200 if q else 5_000, repeats=1 if q else 3, search=2_000 if q else 100_000
+        ),
     }
 
 
