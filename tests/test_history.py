@@ -273,3 +273,22 @@ def test_ids_follow_time_across_processes(
     later = vman_magic.complete("later here", base_url=demo_server.base_url, **DEMO).history_id
     assert first is not None and later is not None and first < there < later
     assert [e.prompt for e in vman_magic.history()] == ["later here", "then there", "first here"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_records_with_its_own_writer(history_file: Path, demo_server: Any) -> None:
+    """After fork (multiprocessing's default on Linux) the child starts its own writer; both processes record."""
+    vman_magic.complete("parent before", base_url=demo_server.base_url, **DEMO)
+    script = (
+        "import os, sys, vman_magic\n"
+        f"vman_magic.complete('parent', base_url={demo_server.base_url!r}, model='vman-demo', max_tokens=2)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        f"    c = vman_magic.complete('child', base_url={demo_server.base_url!r}, model='vman-demo', max_tokens=2)\n"
+        "    vman_magic.logbook.session.flush(); os._exit(0 if c.history_id else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    env = {**os.environ, "VMAN_HISTORY": str(history_file)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    assert {"parent", "child"} <= {r["prompt"] for r in rows(history_file)}

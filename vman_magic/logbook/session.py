@@ -139,6 +139,16 @@ def _stop_writer(timeout: float) -> None:
 atexit.register(lambda: _stop_writer(EXIT_WAIT))
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has no writer thread (only the parent's object): it starts its own on first use."""
+    _state.lock = threading.Lock()
+    _state.writer = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 # --------------------------------------------------------------------------- switches
 
 
