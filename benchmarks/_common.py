@@ -62,8 +62,12 @@ def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int, warmup: 
 
 
 def bench_env() -> dict[str, str]:
-    """The environment for helper processes: this checkout importable, no gateway settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_"))}
+    """The environment for helper processes: this checkout importable, no gateway settings.
+
+    ``VMAN_HISTORY`` is kept: :func:`benchmarks.run.main` points it at a file of
+    its own, so helper processes never write to the user's real history.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_")) or k == "VMAN_HISTORY"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     return env
 

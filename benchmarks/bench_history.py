@@ -264,11 +264,21 @@ def resume_rows(count: int) -> list[Row]:
 
 
 def rows(*, count: int, calls: int, repeats: int, search: int) -> list[Row]:
-    return [
-        *logging_rows(count, calls, repeats),
-        *search_rows(search, max(repeats, 3)),
-        *resume_rows(count),
-    ]
+    before = os.environ.get("VMAN_HISTORY")
+    try:
+        return [
+            *logging_rows(count, calls, repeats),
+            *search_rows(search, max(repeats, 3)),
+            *resume_rows(count),
+        ]
+    finally:  # the other figures record where they did before
+        from vman_magic.logbook import session
+
+        if before is None:
+            os.environ.pop("VMAN_HISTORY", None)
+        else:
+            os.environ["VMAN_HISTORY"] = before
+        session.reset()
 
 
 def _main() -> None:  # pragma: no cover - manual runs

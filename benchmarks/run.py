@@ -18,6 +18,7 @@ import datetime
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -105,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in chosen if name not in suites]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(suites)}")
+    # every completion is recorded in a history file, by default the user's own: a run has its own file
+    scratch = tempfile.TemporaryDirectory(prefix="vman-bench-history-")
+    os.environ.setdefault("VMAN_HISTORY", os.path.join(scratch.name, "history.db"))
     rows: list[Row] = []
     start = time.perf_counter()
     for name in chosen:

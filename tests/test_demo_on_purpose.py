@@ -27,7 +27,7 @@ print(json.dumps({
 
 def _fresh(code: str, **env: str) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter without VMAN_/OPENAI_ settings; return the report it prints last."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VMAN_", "OPENAI_")) or k == "VMAN_HISTORY"}
     script = textwrap.dedent(code) + _REPORT
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, env={**clean, **env}, timeout=60
