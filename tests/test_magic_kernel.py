@@ -61,8 +61,12 @@ def shell_reply(kc: BlockingKernelClient, msg_id: str, timeout: float = 60) -> d
 
 def printed(kc: BlockingKernelClient, expression: str) -> Any:
     """Evaluate ``expression`` in the kernel (as a user expression, not via stdout) and return it."""
-    msg_id = kc.execute("import json as _json", user_expressions={"v": f"_json.dumps({expression})"})
-    value = shell_reply(kc, msg_id)["content"]["user_expressions"]["v"]
+    for _ in range(3):
+        msg_id = kc.execute("import json as _json", user_expressions={"v": f"_json.dumps({expression})"})
+        reply = shell_reply(kc, msg_id)["content"]
+        if reply["status"] != "aborted":  # ipykernel 7 aborts a request that arrives just after an error reply
+            break
+    value = reply["user_expressions"]["v"]
     assert value["status"] == "ok", value
     return json.loads(ast.literal_eval(value["data"]["text/plain"]))
 
