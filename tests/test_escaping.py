@@ -13,6 +13,7 @@ from typing import Any
 from vman_magic import Client
 from vman_magic.batch.engine import prepare
 from vman_magic.batch.sweep import _bundle, _cells
+from vman_magic.core.config import Settings
 from vman_magic.core.models import Completion, CompletionBuilder, CompletionRequest
 from vman_magic.notebook.display import LiveView
 
@@ -59,8 +60,7 @@ def test_sweep_grid_escapes_model_text(demo_server: Any) -> None:
     """The sweep grid's cards show hostile text and statuses as text."""
     settings = [{"temperature": 0}, {"temperature": 1}]
     jobs = [(HOSTILE, {"echo": True, "max_tokens": 3, "seed": 1, **s}) for s in settings]
-    run, _ = prepare(jobs, model="vman-demo", base_url=demo_server.base_url, api_key=None, timeout=None,
-                     max_retries=None, concurrency=2)  # fmt: skip
+    run = prepare(jobs, settings=Settings(base_url=demo_server.base_url, model="vman-demo"), concurrency=2)
     with Client(base_url=demo_server.base_url, model="vman-demo") as client:
         for index, (prompt, params) in enumerate(jobs):
             run.slots[index] = client.complete(prompt, **params)

@@ -13,6 +13,7 @@ import pytest
 from vman_magic import complete_frame, complete_many, run_sweep
 from vman_magic.batch.engine import prepare
 from vman_magic.batch.many import BatchInterrupted, run_blocking
+from vman_magic.core.config import Settings
 from vman_magic.core.errors import APIResponseError
 from vman_magic.testing import url
 
@@ -71,16 +72,14 @@ class _InterruptingWatcher:
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_double_ctrl_c_still_raises_batch_interrupted_with_partial(demo_server: Any) -> None:
     """A second SIGINT during the clean-up of an interrupted batch does not escape as a bare KeyboardInterrupt."""
-    run, client_args = prepare(
-        [(f"p{i}", {}) for i in range(6)], model="vman-demo", base_url=url(demo_server, fault="hang"), api_key=None,
-        timeout=None, max_retries=0, concurrency=2,
-    )  # fmt: skip
+    settings = Settings(base_url=url(demo_server, fault="hang"), model="vman-demo", max_retries=0)
+    run = prepare([(f"p{i}", {}) for i in range(6)], settings=settings, concurrency=2)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))  # the first Ctrl-C
     timer.start()
     watcher = _InterruptingWatcher()
     try:
         with pytest.raises(BatchInterrupted) as info:
-            run_blocking(run, client_args, watcher)
+            run_blocking(run, watcher)
     finally:
         timer.cancel()
     assert watcher.closed == 1

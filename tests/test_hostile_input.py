@@ -156,14 +156,16 @@ def test_panel_takes_a_secret_and_refuses_a_second_run(demo_server: Any) -> None
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        started = asyncio.run_coroutine_threadsafe(p._execute(p.request), loop)  # what the Run button does
+        loop.call_soon_threadsafe(p.run_button.click)  # a click in a kernel: a task on the kernel's loop
         while not p.running:
             threading.Event().wait(0.01)
         with pytest.raises(PanelBusyError) as info:
             p.run()
         assert info.value._render_traceback_() == [f"PanelBusyError: {info.value}"]
         p.stop()
-        assert started.result(timeout=30).incomplete
+        while p.running:
+            threading.Event().wait(0.01)
+        assert p.result is not None and p.result.incomplete
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)

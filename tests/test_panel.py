@@ -245,3 +245,53 @@ def test_unknown_model_id_is_flagged_before_run(server: Any) -> None:
     assert not p.run_button.disabled and _requests(server) == before
     p.model.value = "vman-demo"
     assert p.model_message.value == ""
+
+
+def test_copy_as_code_follows_vman_base_url_like_run(vman_shell: InteractiveShell) -> None:
+    """After %vman base_url B, Copy as code names B and Run sends to B (it used to show the old A)."""
+    from vman_magic.testing import serve
+
+    with serve() as a, serve() as b:
+        assert vman_shell.run_cell(f"%vman base_url {a.base_url}", store_history=False).success
+        code = "import vman_magic\np = vman_magic.panel(prompt='Hi', max_tokens=3, var='r')"
+        assert vman_shell.run_cell(code, store_history=False).success
+        p = vman_shell.user_ns.pop("p")
+        assert f"--base-url {a.base_url}" in p.code and f"base_url={a.base_url!r}" in p.code
+        assert vman_shell.run_cell(f"%vman base_url {b.base_url}", store_history=False).success
+        assert f"--base-url {b.base_url}" in p.magic_code and a.base_url not in p.code
+        sent_a, sent_b = a.stats.completions, b.stats.completions
+        c = p.run()
+        assert not c.incomplete and (a.stats.completions, b.stats.completions) == (sent_a, sent_b + 1)
+        assert vman_shell.run_cell(p.magic_code, store_history=False).success  # the copied cell goes to B as well
+        assert (a.stats.completions, b.stats.completions) == (sent_a, sent_b + 2)
+        p.close()
+
+
+def test_stop_click_from_another_thread_while_run_blocks_a_running_loop(server: Any) -> None:
+    """In a notebook cell run() blocks the loop's thread; a Stop click from another thread still stops it.
+
+    Widgets are changed only by the thread that called run(): the worker queues its changes.
+    """
+    changed_by: set[int] = set()
+
+    async def cell() -> Any:
+        p = panel(base_url=server.url(tps=20), model="vman-demo", prompt="Once", max_tokens=400)
+        p.output.observe(lambda _change: changed_by.add(threading.get_ident()), names="value")
+        p.status.observe(lambda _change: changed_by.add(threading.get_ident()), names="value")
+
+        def click_stop() -> None:
+            while not (p.current is not None and p.current.text):
+                threading.Event().wait(0.01)
+            p.stop_button.click()
+
+        clicker = threading.Thread(target=click_stop, daemon=True)
+        clicker.start()
+        result = p.run()  # blocks this thread, which runs the loop, as a cell does
+        clicker.join()
+        assert not p.running and p.current is None
+        return p, result
+
+    p, c = asyncio.run(cell())
+    assert c.incomplete and c.text and "stopped by you after" in p.output.value  # in the footer
+    assert html.escape(c.text) in p.output.value
+    assert changed_by == {threading.get_ident()}, "a widget was changed from a thread other than the run's"

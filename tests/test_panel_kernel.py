@@ -96,3 +96,25 @@ def test_panel_displays_as_a_widget_with_a_one_line_text_fallback(kernel: Blocki
     (result,) = [m["content"]["data"] for m in log if m["msg_type"] == "execute_result"]
     assert "application/vnd.jupyter.widget-view+json" in result
     assert result["text/plain"].startswith("vman-magic Playground panel") and "\n" not in result["text/plain"]
+
+
+def test_stop_works_while_run_blocks_the_cell(kernel: BlockingKernelClient, demo_server: Any) -> None:
+    """p.run() blocks the cell; a Stop click from another thread ends it with the text so far, in a real kernel."""
+    log: list[dict[str, Any]] = []
+    url = demo_server.url(tps=20)
+    mark = len(log)
+    run_cell(
+        kernel,
+        "import json, threading, vman_magic\n"
+        f"p = vman_magic.panel(base_url={url!r}, model='vman-demo', prompt='Once', max_tokens=400, var='r')\n"
+        "def click_stop():\n"
+        "    while not (p.current is not None and p.current.text):\n"
+        "        threading.Event().wait(0.01)\n"
+        "    p.stop_button.click()\n"
+        "threading.Thread(target=click_stop, daemon=True).start()\n"
+        "c = p.run()\n"
+        "print(json.dumps([c.incomplete, bool(c.text), c is r, p.running, 'stopped by you' in p.output.value]))",
+        log,
+    )
+    (line,) = [m["content"]["text"] for m in log[mark:] if m["msg_type"] == "stream"]
+    assert json.loads(line) == [True, True, True, False, True]

@@ -22,21 +22,22 @@
   at most the items in flight.
 * Live views (:class:`Watcher`) take immutable snapshots on the batch's loop
   and draw them in the calling thread, so notebook output lands in the
-  running cell and widgets are touched from one thread only.
+  running cell and widgets are touched from one thread only (the rule of
+  :mod:`vman_magic.client.runner`, which the panel follows too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
+from ..client.client import AsyncClient
 from ..client.retry import RetryPolicy
-from ..core.config import Secret, ensure_server, resolve
+from ..client.runner import REFRESH_INTERVAL, interrupts_deferred, run_in_worker
+from ..core.config import Settings
 from ..core.errors import APIResponseError, ValidationError
 from ..core.models import Choice, Completion, CompletionBuilder, CompletionRequest, Prompt
 from ..logbook import session as _history
@@ -49,17 +50,13 @@ __all__ = [
     "Run",
     "Watcher",
     "execute",
+    "interrupts_deferred",
     "prepare",
     "run_sync",
     "split_group",
 ]
 
 S = TypeVar("S")
-
-#: How often live views (progress bar, sweep grid) are redrawn, in seconds.
-REFRESH_INTERVAL = 0.1
-#: After an interrupt, how long to wait for the cancelled requests to settle before giving up on them.
-SETTLE_LIMIT = 10.0
 
 
 class RateGate:
@@ -134,10 +131,16 @@ class Run:
     def __init__(
         self,
         requests: list[CompletionRequest | ValidationError],
+        settings: Settings,
+        *,
+        concurrency: int = 1,
         group_size: int = 1,
         cached: Mapping[int, Completion] | None = None,
     ) -> None:
         self.requests = requests
+        self.settings = settings
+        """Where every request of the batch goes, resolved once by the public function."""
+        self.concurrency = concurrency
         cached = cached or {}
         self.groups = _groups(requests, group_size, cached)
         """The items to send, together, as index ranges in input order (all of length 1 without grouping)."""
@@ -280,19 +283,17 @@ def split_group(group: Completion, requests: list[CompletionRequest]) -> list[Co
 def prepare(
     jobs: Iterable[tuple[Prompt, Mapping[str, Any]]],
     *,
-    model: str | None,
-    base_url: str | None,
-    api_key: str | Secret | None,
-    timeout: Any,
-    max_retries: int | None,
+    settings: Settings,
+    model: str | None = None,
     concurrency: int,
     group_size: int = 1,
     cache: bool | None = None,
-) -> tuple[Run, dict[str, Any]]:
-    """Validate every ``(prompt, params)`` job before anything is sent.
+) -> Run:
+    """Validate every ``(prompt, params)`` job before anything is sent; the run carries ``settings``.
 
-    Returns the run and the client's arguments. A bad *parameter* raises
-    :class:`ValidationError` at once (it would fail every item); a bad
+    ``settings`` are resolved by the public function (one batch, one
+    :class:`Settings`); ``model`` overrides their model. A bad *parameter*
+    raises :class:`ValidationError` at once (it would fail every item); a bad
     *prompt* only fails its own item. ``stream`` defaults to ``False``: a
     batch shows no text as it arrives, and one JSON body is faster to get.
     With ``cache`` on, items the history answers completely are settled
@@ -305,14 +306,6 @@ def prepare(
             f"group_size must be a whole number >= 1 (prompts sent per request; 1 sends each alone), got {group_size!r}",
             param="group_size",
         )
-    client_args: dict[str, Any] = {
-        "base_url": base_url,
-        "api_key": api_key,
-        "model": model,
-        "timeout": timeout,
-        "max_retries": max_retries,
-    }
-    settings = ensure_server(resolve(**client_args))  # a batch is about to send: the demo starts here if needed
     model_name = settings.require_model(model)
     requests: list[CompletionRequest | ValidationError] = []
     for prompt, params in jobs:
@@ -324,18 +317,11 @@ def prepare(
             if exc.param != "prompt":
                 raise
             requests.append(exc)
-    client_args["base_url"] = settings.base_url
-    client_args["max_retries"] = settings.max_retries
-    client_args["concurrency"] = concurrency
     cached = _history.cached_answers(requests, settings.url, cache)
-    return Run(requests, group_size, cached), client_args
+    return Run(requests, settings, concurrency=concurrency, group_size=group_size, cached=cached)
 
 
-async def execute(
-    run: Run,
-    client_args: dict[str, Any],
-    publish: Callable[[], None],
-) -> None:
+async def execute(run: Run, publish: Callable[[], None]) -> None:
     """Run every item of ``run``, one lane per worker, calling ``publish`` every refresh interval.
 
     Each worker gets its own single-connection pool ("lane") instead of all
@@ -343,25 +329,23 @@ async def execute(
     every request it schedules, so a shared pool of 32 connections spent
     three quarters of the batch's client CPU on bookkeeping (benchmarks,
     figure 5). The lanes share one TLS context, so the CA bundle loads once,
-    and each keeps its connection alive across the items it runs.
+    and each keeps its connection alive across the items it runs. Every lane
+    uses the run's one :class:`Settings`.
     """
     import httpx
 
-    from ..client.client import AsyncClient
-
-    args = dict(client_args)
-    lanes = max(1, min(args.pop("concurrency"), len(run.groups)))
+    lanes = max(1, min(run.concurrency, len(run.groups)))
     if not run.groups:  # everything came from the history
         publish()
         return
     gate = run.gate
-    args["retry"] = RetryPolicy(max_retries=args.pop("max_retries"), async_sleep=gate.backoff, on_retry_after=gate.hold)
+    retry = RetryPolicy(max_retries=run.settings.max_retries, async_sleep=gate.backoff, on_retry_after=gate.hold)
     tls = httpx.create_ssl_context()
     one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     pools = [httpx.AsyncClient(verify=tls, limits=one) for _ in range(lanes)]
     ticker = asyncio.ensure_future(_tick(publish))
     try:
-        await _drive(run, [AsyncClient(**args, http_client=pool) for pool in pools])
+        await _drive(run, [AsyncClient(settings=run.settings, http_client=pool, retry=retry) for pool in pools])
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -423,96 +407,34 @@ async def _one(run: Run, client: Any, group: range) -> list[Completion]:
     return parts
 
 
-def run_sync(
-    run: Run,
-    client_args: dict[str, Any],
-    watcher: Watcher[Any],
-) -> bool:
+def run_sync(run: Run, watcher: Watcher[Any]) -> bool:
     """Run a batch from synchronous code, in a notebook or a script alike.
 
-    The batch gets a private event loop in a worker thread. ``asyncio.run``
-    cannot be used in a notebook (ipykernel's loop already runs in the main
-    thread) and ``nest_asyncio`` would patch that loop for the whole kernel,
-    which breaks other libraries. The calling thread meanwhile waits in short
-    steps, draws the live views (so output lands in the running cell), and is
-    where Ctrl-C / the kernel's interrupt arrives: it then cancels the batch
-    on its loop and waits for the cancellation to settle.
+    The batch runs on :func:`~vman_magic.client.runner.run_in_worker`'s
+    private loop in a worker thread; the calling thread meanwhile draws the
+    live views from the snapshots the batch's loop publishes (so output lands
+    in the running cell), and is where Ctrl-C / the kernel's interrupt
+    arrives: the batch is then cancelled on its loop and waited for.
 
     Returns True when the batch was interrupted; ``run`` holds what finished.
     """
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=_serve_loop, args=(loop,), name="vman-batch", daemon=True)
-    settled = threading.Event()
     latest: list[Any] = [None]
+    shown: list[Any] = [None]
 
-    def publish() -> None:
+    def publish() -> None:  # on the batch's loop: reads the run, builds an immutable snapshot
         latest[0] = watcher.snapshot(run)
 
-    async def body() -> None:
-        try:
-            await execute(run, client_args, publish)
-        finally:
-            settled.set()
+    def draw() -> None:  # in the calling thread
+        if latest[0] is not None and latest[0] is not shown[0]:
+            shown[0] = latest[0]
+            watcher.render(latest[0])
 
-    thread.start()
-    future = asyncio.run_coroutine_threadsafe(body(), loop)
-    interrupted = False
     try:
-        while True:
-            try:
-                future.result(timeout=REFRESH_INTERVAL)
-                break
-            except TimeoutError:
-                if latest[0] is not None:
-                    watcher.render(latest[0])
+        run_in_worker(execute(run, publish), tick=draw)
     except KeyboardInterrupt:
         interrupted = True
-    except BaseException:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        raise
+    else:
+        interrupted = False
     with interrupts_deferred():  # a second Ctrl-C must not cut the clean-up short and lose the results
-        if interrupted:
-            future.cancel()
-            settled.wait(SETTLE_LIMIT)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(SETTLE_LIMIT)
         watcher.close(watcher.snapshot(run))
     return interrupted
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Ignore Ctrl-C (SIGINT) for the block, when called in the main thread (elsewhere it cannot arrive).
-
-    Used only while a batch that was already interrupted cleans up and
-    collects its results: a user who presses Ctrl-C twice then still gets
-    :class:`~vman_magic.batch.many.BatchInterrupted` with ``.partial``
-    instead of a bare ``KeyboardInterrupt`` that loses everything.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        previous = signal.signal(signal.SIGINT, _ignore_signal)
-    except ValueError:  # not possible here (e.g. an embedded interpreter)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _ignore_signal(signum: int, frame: Any) -> None:
-    """The SIGINT handler while interrupts are deferred: the batch is already stopping."""
-
-
-def _serve_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """The batch thread: run ``loop`` until stopped, then close it here (it belongs to this thread)."""
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()

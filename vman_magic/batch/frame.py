@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..core.config import as_secret
+from ..core.config import Secret, Settings, as_secret
 from ..core.errors import ValidationError
 from ..core.template import render
 from .engine import interrupts_deferred
@@ -34,6 +34,12 @@ def complete_frame(
     out: str = "completion",
     concurrency: int = 8,
     inplace: bool = False,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | Secret | None = None,
+    timeout: Any = None,
+    max_retries: int | None = None,
+    settings: Settings | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Complete ``template`` for every row of ``df``; return the frame with result columns.
@@ -48,16 +54,16 @@ def complete_frame(
     Existing columns of those names are replaced, so a cell can be re-run.
 
     Returns a new frame and leaves ``df`` alone, unless ``inplace=True``: then
-    ``df`` itself gets the columns and is returned. ``kwargs`` go to
-    :func:`~vman_magic.complete_many` (``model=``, ``max_tokens=``,
-    ``progress=``, ``on_interrupt=``, ``group_size=``, ``cache=`` ...): with
+    ``df`` itself gets the columns and is returned. The connection
+    arguments (or ``settings=``) and ``kwargs`` go to
+    :func:`~vman_magic.complete_many` (``max_tokens=``, ``progress=``,
+    ``on_interrupt=``, ``group_size=``, ``cache=`` ...): with
     ``cache=True`` a re-run sends only the rows without a complete answer in
     the history, so an interrupted or crashed table resumes. On interrupt the
     :class:`~vman_magic.batch.many.BatchInterrupted` carries the frame with the
     rows that finished as ``.partial``.
     """
-    if "api_key" in kwargs:  # a verbose traceback shows this frame's locals
-        kwargs["api_key"] = as_secret(kwargs["api_key"])
+    api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     pd = _pandas()
     if not isinstance(df, pd.DataFrame):
         raise ValidationError(f"complete_frame needs a pandas DataFrame, got {type(df).__name__}", param="df")
@@ -67,7 +73,10 @@ def complete_frame(
         )
     prompts = render_prompts(df, template)
     try:
-        results = complete_many(prompts, concurrency=concurrency, **kwargs)
+        results = complete_many(
+            prompts, concurrency=concurrency, model=model, base_url=base_url, api_key=api_key, timeout=timeout,
+            max_retries=max_retries, settings=settings, **kwargs,
+        )  # fmt: skip
     except BatchInterrupted as interrupt:
         with interrupts_deferred():  # a second Ctrl-C while the frame is built must not lose it
             frame = _with_results(df, interrupt.partial, out, inplace)

@@ -25,7 +25,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from ..core.config import Secret, as_secret
+from ..client.client import settings_at_the_door
+from ..core.config import Secret, Settings, as_secret
 from ..core.errors import ValidationError, VmanError
 from ..core.models import Completion, CompletionRequest, Prompt, Usage
 from .engine import ProgressWatcher, Run, Watcher, execute, interrupts_deferred, prepare, run_sync
@@ -161,9 +162,9 @@ def collect(run: Run) -> BatchResult:
     )
 
 
-def run_blocking(run: Run, client_args: dict[str, Any], watcher: Watcher[Any]) -> BatchResult:
+def run_blocking(run: Run, watcher: Watcher[Any]) -> BatchResult:
     """:func:`~vman_magic.batch.engine.run_sync`, then the result, or :class:`BatchInterrupted` with it."""
-    interrupted = run_sync(run, client_args, watcher)
+    interrupted = run_sync(run, watcher)
     if not interrupted:
         return collect(run)
     with interrupts_deferred():  # the second Ctrl-C of an impatient user must not lose the results
@@ -217,6 +218,7 @@ def complete_many(
     api_key: str | Secret | None = None,
     timeout: Any = None,
     max_retries: int | None = None,
+    settings: Settings | None = None,
     progress: bool = True,
     on_interrupt: OnInterrupt = "raise",
     cache: bool | None = None,
@@ -253,26 +255,30 @@ def complete_many(
     progress bar unless ``progress=False``. On interrupt raises
     :class:`BatchInterrupted` with ``.partial``, or returns the partial
     :class:`BatchResult` when ``on_interrupt="return"``.
+
+    ``settings=`` takes a resolved :class:`~vman_magic.Settings` instead of
+    ``base_url``, ``api_key``, ``timeout`` and ``max_retries``.
     """
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
-    run, client_args, watcher = _begin(
-        prompts, params, on_interrupt, progress, model=model, base_url=base_url, api_key=api_key,
-        timeout=timeout, max_retries=max_retries, concurrency=concurrency, group_size=group_size, cache=cache,
+    given = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": max_retries}
+    run, watcher = _begin(
+        prompts, params, on_interrupt, progress, settings=settings_at_the_door(settings, given), model=model,
+        concurrency=concurrency, group_size=group_size, cache=cache,
     )  # fmt: skip
     try:
-        return run_blocking(run, client_args, watcher)
+        return run_blocking(run, watcher)
     except BatchInterrupted as interrupt:
         result: BatchResult = _give_back(interrupt, on_interrupt)
         return result
 
 
 def _begin(
-    prompts: Iterable[Prompt], params: Mapping[str, Any], on_interrupt: str, progress: bool, **client: Any
-) -> tuple[Run, dict[str, Any], ProgressWatcher]:
+    prompts: Iterable[Prompt], params: Mapping[str, Any], on_interrupt: str, progress: bool, **options: Any
+) -> tuple[Run, ProgressWatcher]:
     """What both entry points do before sending: check the options, validate every item, make the bar."""
     _check_on_interrupt(on_interrupt)
-    run, client_args = prepare([(prompt, params) for prompt in _prompt_list(prompts)], **client)
-    return run, client_args, ProgressWatcher(make_progress(progress, run.total))
+    run = prepare([(prompt, params) for prompt in _prompt_list(prompts)], **options)
+    return run, ProgressWatcher(make_progress(progress, run.total))
 
 
 async def acomplete_many(
@@ -285,6 +291,7 @@ async def acomplete_many(
     api_key: str | Secret | None = None,
     timeout: Any = None,
     max_retries: int | None = None,
+    settings: Settings | None = None,
     progress: bool = True,
     on_interrupt: OnInterrupt = "raise",
     cache: bool | None = None,
@@ -297,12 +304,13 @@ async def acomplete_many(
     usual); a ``KeyboardInterrupt`` is handled as in :func:`complete_many`.
     """
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
-    run, client_args, watcher = _begin(
-        prompts, params, on_interrupt, progress, model=model, base_url=base_url, api_key=api_key,
-        timeout=timeout, max_retries=max_retries, concurrency=concurrency, group_size=group_size, cache=cache,
+    given = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": max_retries}
+    run, watcher = _begin(
+        prompts, params, on_interrupt, progress, settings=settings_at_the_door(settings, given), model=model,
+        concurrency=concurrency, group_size=group_size, cache=cache,
     )  # fmt: skip
     try:
-        await execute(run, client_args, lambda: watcher.render(watcher.snapshot(run)))
+        await execute(run, lambda: watcher.render(watcher.snapshot(run)))
     except KeyboardInterrupt:
         interrupted = True
     except asyncio.CancelledError:

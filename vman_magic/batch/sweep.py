@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.config import Secret, as_secret
+from ..client.client import settings_at_the_door
+from ..core.config import Secret, Settings, as_secret
 from ..core.errors import ValidationError
 from ..core.kernel import in_kernel
 from ..core.models import Completion, CompletionRequest, Prompt
@@ -153,6 +154,7 @@ def run_sweep(
     api_key: str | Secret | None = None,
     timeout: Any = None,
     max_retries: int | None = None,
+    settings: Settings | None = None,
     cache: bool | None = None,
     **params: Any,
 ) -> SweepResult:
@@ -165,7 +167,8 @@ def run_sweep(
     completely from there (a sweep without ``seed`` samples, so only ask
     for it to see the same texts again). An interrupt raises
     :class:`~vman_magic.batch.many.BatchInterrupted` whose ``.partial`` is the
-    :class:`SweepResult` so far.
+    :class:`SweepResult` so far. ``settings=`` takes a resolved
+    :class:`~vman_magic.Settings` instead of the connection arguments.
     """
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
     if not grid:
@@ -180,28 +183,21 @@ def run_sweep(
         if name in params or (name == "n" and n != 1):
             raise ValidationError(f"{name} is both swept and given as an argument: drop one of them", param=name)
     names = list(grid)
-    settings = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in names))]
+    combos = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in names))]
     shared = {"stream": True, **params}
     if "n" not in grid:
         shared["n"] = n
-    jobs = [(prompt, {**shared, **setting}) for setting in settings]
-    run, client_args = prepare(
-        jobs,
-        model=model,
-        base_url=base_url,
-        api_key=api_key,
-        timeout=timeout,
-        max_retries=max_retries,
-        concurrency=concurrency,
-        cache=cache,
-    )
+    jobs = [(prompt, {**shared, **setting}) for setting in combos]
+    given = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": max_retries}
+    connection = settings_at_the_door(settings, given)
+    run = prepare(jobs, settings=connection, model=model, concurrency=concurrency, cache=cache)
     try:
-        completions = run_blocking(run, client_args, _view(settings, show))
+        completions = run_blocking(run, _view(combos, show))
     except BatchInterrupted as interrupt:
         with interrupts_deferred():  # a second Ctrl-C while the table is built must not lose it
-            partial = SweepResult(settings, interrupt.partial, tidy(settings, interrupt.partial))
+            partial = SweepResult(combos, interrupt.partial, tidy(combos, interrupt.partial))
         raise BatchInterrupted(interrupt.args[0].replace("prompts", "settings"), partial) from None
-    return SweepResult(settings, completions, tidy(settings, completions))
+    return SweepResult(combos, completions, tidy(combos, completions))
 
 
 def tidy(settings: Sequence[Mapping[str, Any]], completions: Sequence[Completion]) -> Any:

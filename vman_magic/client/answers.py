@@ -70,6 +70,9 @@ class Answers:
         self.scrub = scrubber or Scrubber.none()
         self.shape = AnswerShape(self.host, self.scrub)
 
+    def __repr__(self) -> str:
+        return f"<Answers from {getattr(self, 'host', '?')}>"
+
     def status_error(self, response: httpx.Response, content: bytes) -> VmanError:
         """An HTTP error status (or a redirect) as the most specific typed error."""
         status = response.status_code

@@ -8,11 +8,20 @@ typed error from :mod:`vman_magic.core.errors` carrying the partial result.
 The caller owns the builder, so whatever ends a call (an HTTP error, a broken
 stream, Ctrl-C, ``task.cancel()``) the text that arrived stays in its hands.
 
-Secrets: the key lives in a :class:`~vman_magic.core.config.Secret` and is revealed
-only into an ``httpx.Headers`` (whose repr masks ``Authorization``). Server
-messages are scrubbed of it before they become exception text, and httpx's
-own exceptions are not chained into ours, so a verbose traceback cannot show
-a frame that held the raw header.
+Settings: every door (``Client``, ``AsyncClient``, ``complete``, ``acomplete``)
+takes either the connection arguments or one resolved :class:`Settings`
+(``settings=``), and works with that one immutable object from then on.
+
+Secrets: the key lives in a :class:`~vman_magic.core.config.Secret` from the
+door on and is revealed only by :class:`BearerAuth`, straight into the
+request's headers (whose repr masks ``Authorization``). Server messages are
+scrubbed of it before they become exception text, and httpx's own exceptions
+are not chained into ours, so a verbose traceback cannot show a frame that
+held the raw header.
+
+The sync and async clients share every decision (:class:`_Retrying`,
+:class:`_StreamReader`, :class:`_BaseClient`); they differ only in how they
+wait, so a fix to the retry or stream rules is made once.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -40,7 +49,7 @@ from .pool import ClientCache
 from .retry import RetryPolicy
 from .sse import SSEDecoder
 
-__all__ = ["AsyncClient", "Client", "acomplete", "complete"]
+__all__ = ["AsyncClient", "BearerAuth", "Client", "acomplete", "complete", "settings_at_the_door"]
 
 OnUpdate = Callable[[Completion], Any]
 T = TypeVar("T")
@@ -53,8 +62,38 @@ _log = logging.getLogger("vman_magic")
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 
 
+class BearerAuth(httpx.Auth):
+    """Writes ``Authorization: Bearer <key>`` on every request: where the key becomes a header.
+
+    The key arrives as a :class:`Secret` and is revealed only here, straight
+    into the request's headers (httpx's ``Headers`` repr masks them), so no
+    frame of ours holds it as a ``str`` (the scrubber keeps its own masked
+    patterns, see :mod:`vman_magic.core.scrub`).
+    """
+
+    def __init__(self, key: Secret) -> None:
+        if not key.header_safe():
+            raise ConfigurationError(
+                "the API key contains spaces or non-ASCII characters (a copy-paste accident?): set it again"
+            )
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = "Bearer " + self._key.reveal()
+        yield request
+
+    def __repr__(self) -> str:
+        return "<BearerAuth ****>"
+
+
 class _BaseClient:
-    """Settings, headers and answer interpretation shared by the sync and async clients."""
+    """Settings, auth and answer interpretation, and the retry and stream rules both clients share.
+
+    The sync and async clients differ only where they wait (a blocking read or
+    an ``await``); every decision (what an answer means, whether to retry,
+    how long to wait, when a timeout is up, what a chunk changes) is made
+    here once, by :class:`_Retrying` and :class:`_StreamReader`.
+    """
 
     settings: Settings
     retry: RetryPolicy
@@ -63,26 +102,31 @@ class _BaseClient:
         warn_if_insecure(settings)
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
-        headers = httpx.Headers({"User-Agent": USER_AGENT})
-        self._scrubber = Scrubber.none()
-        if settings.api_key is not None:
-            if not _usable_key(settings.api_key):
-                raise ConfigurationError(
-                    "the API key contains spaces or non-ASCII characters (a copy-paste accident?): set it again"
-                )
-            self._scrubber = Scrubber([settings.api_key.reveal()])
-            headers["Authorization"] = "Bearer " + settings.api_key.reveal().strip()
+        self._auth = BearerAuth(settings.api_key) if settings.api_key is not None else None
+        self._scrubber = Scrubber([settings.api_key.reveal()]) if settings.api_key is not None else Scrubber.none()
         self._answers = Answers(settings, self._scrubber)
-        self._headers = headers
-        self._stream_headers = httpx.Headers({**headers, "Accept": "text/event-stream"})
+        self._headers = httpx.Headers({"User-Agent": USER_AGENT})
+        self._stream_headers = httpx.Headers({"User-Agent": USER_AGENT, "Accept": "text/event-stream"})
         t = settings.timeout
         self._httpx_timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} base_url={self.settings.url!r} model={self.settings.model!r}>"
+        settings = getattr(self, "settings", None)  # safe on a half-built client: tracebacks call it
+        if settings is None:
+            return f"<{type(self).__name__} (not set up)>"
+        return f"<{type(self).__name__} base_url={settings.base_url!r} model={settings.model!r}>"
 
     def _request(self, prompt: Prompt, model: str | None, stream: bool, params: dict[str, Any]) -> CompletionRequest:
         return CompletionRequest.build(self.settings.require_model(model), prompt, stream=stream, **params)
+
+    def _send_args(self, request: CompletionRequest, deadline: float | None) -> dict[str, Any]:
+        """The keyword arguments of ``http.stream("POST", ...)`` for ``request``."""
+        return {
+            "json": request.to_body(),
+            "headers": self._stream_headers if request.stream else self._headers,
+            "auth": self._auth,
+            "timeout": self._timeout_until(deadline),
+        }
 
     def _deadline(self) -> float | None:
         total = self.settings.timeout.total
@@ -104,44 +148,158 @@ class _BaseClient:
             pool=_capped(t.pool, left),
         )  # fmt: skip
 
-    def _transport_error(self, exc: httpx.RequestError, attempt: Attempt, deadline: float | None) -> VmanError:
-        """An httpx failure as our error; a timeout at the deadline is the total timeout, said so."""
-        if isinstance(exc, httpx.TimeoutException) and deadline is not None and time.monotonic() >= deadline - 0.01:
-            return self._answers.total_timeout()
-        return self._answers.transport_error(exc, attempt)
+    def _first_look(self, response: httpx.Response, request: CompletionRequest, attempt: Attempt) -> str:
+        """Log the status; ``"error"``, ``"json"`` or ``"sse"``: how to read what follows."""
+        _log.debug(
+            "POST %s -> %d after %.3f s", response.url, response.status_code, time.perf_counter() - attempt.sent_at
+        )
+        if not 200 <= response.status_code < 300:
+            return "error"
+        return self._answers.kind(response, request.stream)
 
-    def _caught(self, error: VmanError) -> VmanError:
-        """Every error of a call passes here first: server text in it is scrubbed of the key."""
-        scrub_error(error, self._scrubber)
+    def _reader(
+        self, builder: CompletionBuilder, on_update: OnUpdate | None, attempt: Attempt, deadline: float | None
+    ) -> _StreamReader:
+        return _StreamReader(self._answers, builder, on_update, attempt, deadline, self.settings.timeout.read)
+
+
+class _Retrying:
+    """The retry decisions of one call, shared by the sync and async loops.
+
+    Errors are raised outside the ``except`` block that caught httpx's
+    exception, so they are not chained to it: a verbose traceback never shows
+    httpx's frames, which held the request. Every error is scrubbed of the
+    key first. Whatever ends a call that is not ours to handle (Ctrl-C,
+    ``task.cancel()``, a bug in ``on_update``) flags the builder's result
+    incomplete and propagates unchanged.
+    """
+
+    __slots__ = ("builder", "client", "deadline", "tries")
+
+    def __init__(self, client: _BaseClient, builder: CompletionBuilder | None, deadline: float | None) -> None:
+        self.client = client
+        self.builder = builder
+        self.deadline = deadline
+        self.tries = 0
+
+    def error_for(self, exc: httpx.RequestError | VmanError, attempt: Attempt) -> VmanError:
+        """An httpx failure as our error (a timeout at the deadline is the total timeout, said so); scrubbed."""
+        answers = self.client._answers
+        if isinstance(exc, VmanError):
+            error = exc
+        elif isinstance(exc, httpx.TimeoutException) and self._at_deadline():
+            error = answers.total_timeout()
+        else:
+            error = answers.transport_error(exc, attempt)
+        scrub_error(error, self.client._scrubber)
         return error
 
-    def _give_up(self, error: VmanError, builder: CompletionBuilder | None) -> None:
-        """Attach the partial result to the error that ends a call."""
-        if builder is not None and error.partial is None:
-            error.partial = builder.fail(error)
+    def _at_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline - 0.01
 
-    def _retry_delay(self, error: VmanError, attempt: Attempt, tries: int, deadline: float | None) -> float | None:
+    def delay(self, error: VmanError, attempt: Attempt) -> float:
+        """Seconds to wait before trying again; raises ``error`` (with the partial result) when not."""
+        delay = self._delay(error, attempt)
+        if delay is None:
+            if self.builder is not None and error.partial is None:
+                error.partial = self.builder.fail(error)
+            raise error
+        retry = self.client.retry
+        level = logging.WARNING if retry.announce and delay >= 1.0 else logging.INFO
+        _log.log(level, "vman-magic: %s; waiting %.0f s, then retry %d of %d", _first(error), delay, self.tries + 1,
+                 retry.max_retries)  # fmt: skip
+        self.tries += 1
+        return delay
+
+    def _delay(self, error: VmanError, attempt: Attempt) -> float | None:
         if attempt.received:
             return None  # part of the answer arrived: never retry behind the user's back
-        if self.retry.is_retryable(error) and self.retry.too_long(error):
-            _amend(error, _asked_too_long(getattr(error, "retry_after", 0.0), self.retry.retry_after_cap))
+        retry = self.client.retry
+        if retry.is_retryable(error) and retry.too_long(error):
+            _amend(error, _asked_too_long(getattr(error, "retry_after", 0.0), retry.retry_after_cap))
             return None
-        delay = self.retry.delay_for(error, tries)
-        if delay is None or (deadline is not None and time.monotonic() + delay > deadline):
+        delay = retry.delay_for(error, self.tries)
+        if delay is None or (self.deadline is not None and time.monotonic() + delay > self.deadline):
             return None
-        level = logging.WARNING if self.retry.announce and delay >= 1.0 else logging.INFO
-        _log.log(level, "vman-magic: %s; waiting %.0f s, then retry %d of %d", _first(error), delay, tries + 1,
-                 self.retry.max_retries)  # fmt: skip
         return delay
+
+    @contextlib.contextmanager
+    def keeping_partial(self) -> Iterator[None]:
+        """Flag the builder's result incomplete on any exception that is not one of ours, and re-raise it."""
+        try:
+            yield
+        except VmanError:
+            raise
+        except BaseException as exc:  # Ctrl-C, cancellation, or a bug in on_update: keep the partial
+            if self.builder is not None:
+                self.builder.fail(exc)
+            raise
+
+    def __repr__(self) -> str:
+        return f"<_Retrying tries={getattr(self, 'tries', '?')}>"
+
+
+class _StreamReader:
+    """Folds one event stream's network chunks into the builder: the loop body both clients share.
+
+    Besides folding, it keeps two clocks: the call's total deadline, and the
+    time since the last *content* event (keep-alive comments do not reset
+    it: httpx's read timeout only bounds the silence between two bytes, so a
+    server sending ``: ping`` forever would otherwise hold a call until the
+    total timeout).
+    """
+
+    __slots__ = ("_last_content", "answers", "attempt", "builder", "deadline", "decoder", "idle_limit", "on_update")
+
+    def __init__(
+        self,
+        answers: Answers,
+        builder: CompletionBuilder,
+        on_update: OnUpdate | None,
+        attempt: Attempt,
+        deadline: float | None,
+        idle_limit: float | None,
+    ) -> None:
+        self.answers = answers
+        self.builder = builder
+        self.on_update = on_update
+        self.attempt = attempt
+        self.deadline = deadline
+        self.idle_limit = idle_limit
+        self.decoder = SSEDecoder()
+        self._last_content = time.monotonic()
+
+    def feed(self, data: bytes) -> bool:
+        """Take one network chunk; True once the stream said it is done (``[DONE]``)."""
+        self.attempt.received = True
+        now = time.monotonic()
+        if feed(self.decoder, data, self.builder, self.on_update, self.answers.shape):
+            self._last_content = now
+        elif self.idle_limit is not None and now - self._last_content > self.idle_limit:
+            raise self.answers.no_content_timeout()
+        if self.decoder.done:
+            return True
+        if self.deadline is not None and now > self.deadline:
+            raise self.answers.total_timeout()
+        return False
+
+    def end(self) -> Completion:
+        """The result once the bytes stopped: finished, or an error when the stream was cut short."""
+        return end_of_stream(self.decoder, self.builder, self.on_update, self.answers.shape)
+
+    def __repr__(self) -> str:
+        return "<_StreamReader>"
 
 
 class Client(_BaseClient):
     """A synchronous client holding one ``httpx.Client`` connection pool.
 
     Arguments left as ``None`` come from the environment, ``%vman`` and the
-    other layers described in :mod:`vman_magic.core.config`. ``retry`` replaces
-    the retry policy (the batch helpers pass one with a shared back-off hook).
-    Use it as a context manager, or call :meth:`close`.
+    other layers described in :mod:`vman_magic.core.config`; or pass
+    ``settings=`` resolved already (then leave the others out). With no base
+    URL anywhere the offline demo server starts (once per process). ``retry``
+    replaces the retry policy (the batch helpers pass one with a shared
+    back-off hook). Use it as a context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -175,16 +333,9 @@ class Client(_BaseClient):
             # close() (``Client(...).complete(...)``, as Copy-as-code writes it) closes its pool when collected
             weakref.finalize(self, self._http.close)
 
-    @classmethod
-    def _from_settings(cls, settings: Settings) -> Client:
-        """A client for already-resolved settings (the pooled clients of ``complete``)."""
-        client = cls.__new__(cls)
-        client._open(settings, None, None)
-        return client
-
     def close(self) -> None:
         """Close the connection pool (not an ``http_client`` that was passed in)."""
-        if self._owns_http:
+        if getattr(self, "_owns_http", False):
             self._http.close()
 
     def __enter__(self) -> Client:
@@ -239,38 +390,23 @@ class Client(_BaseClient):
                 _history.record(builder.completion, base_url)
 
     def _send(self, request: CompletionRequest, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
-        body = request.to_body()
-        headers = self._stream_headers if request.stream else self._headers
         url = self.settings.url + "/completions"
         deadline = self._deadline()
 
         def once(attempt: Attempt) -> Completion:
-            with self._http.stream(
-                "POST", url, json=body, headers=headers, timeout=self._timeout_until(deadline)
-            ) as response:
-                _log.debug(
-                    "POST %s -> %d after %.3f s", url, response.status_code, time.perf_counter() - attempt.sent_at
-                )
-                if not 200 <= response.status_code < 300:
+            with self._http.stream("POST", url, **self._send_args(request, deadline)) as response:
+                kind = self._first_look(response, request, attempt)
+                if kind == "error":
                     raise self._answers.status_error(response, response.read())
-                if self._answers.kind(response, request.stream) == "json":
+                if kind == "json":
                     return self._answers.take_body(response.read(), builder, on_update)
-                decoder = SSEDecoder()
-                shape = self._answers.shape
-                idle = _Idle(self.settings.timeout.read)
+                reader = self._reader(builder, on_update, attempt, deadline)
                 chunks = response.iter_bytes()
                 for data in chunks:
-                    attempt.received = True
-                    if feed(decoder, data, builder, on_update, shape):
-                        idle.content()
-                    elif idle.expired():
-                        raise self._answers.no_content_timeout()
-                    if decoder.done:
+                    if reader.feed(data):
                         _drain(chunks)
                         break
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise self._answers.total_timeout()
-                return end_of_stream(decoder, builder, on_update, shape)
+                return reader.end()
 
         return log_done(self._with_retries(once, builder, deadline), url)
 
@@ -279,7 +415,7 @@ class Client(_BaseClient):
         url = self.settings.url + "/models"
 
         def once(attempt: Attempt) -> list[str]:
-            response = self._http.get(url, headers=self._headers, timeout=self._httpx_timeout)
+            response = self._http.get(url, headers=self._headers, auth=self._auth, timeout=self._httpx_timeout)
             _log.debug("GET %s -> %d", url, response.status_code)
             if not 200 <= response.status_code < 300:
                 raise self._answers.status_error(response, response.content)
@@ -290,29 +426,15 @@ class Client(_BaseClient):
     def _with_retries(
         self, once: Callable[[Attempt], T], builder: CompletionBuilder | None, deadline: float | None
     ) -> T:
-        tries = 0
-        try:
+        retrying = _Retrying(self, builder, deadline)
+        with retrying.keeping_partial():
             while True:
                 attempt = Attempt()
                 try:
                     return once(attempt)
-                except httpx.RequestError as exc:
-                    error = self._transport_error(exc, attempt, deadline)  # raised below, unchained from httpx
-                except VmanError as exc:
-                    error = exc
-                error = self._caught(error)
-                delay = self._retry_delay(error, attempt, tries, deadline)
-                if delay is None:
-                    self._give_up(error, builder)
-                    raise error
-                self.retry.sleep(delay)
-                tries += 1
-        except VmanError:
-            raise
-        except BaseException as exc:  # Ctrl-C, or a bug in on_update: keep the partial, re-raise
-            if builder is not None:
-                builder.fail(exc)
-            raise
+                except (httpx.RequestError, VmanError) as exc:
+                    error = retrying.error_for(exc, attempt)
+                self.retry.sleep(retrying.delay(error, attempt))  # raises error when it is final
 
 
 def settings_at_the_door(settings: Settings | None, given: dict[str, Any]) -> Settings:
@@ -351,33 +473,6 @@ def _amend(error: VmanError, hint: str) -> None:
 def _first(error: VmanError) -> str:
     """The error's message up to its hint, for a log line."""
     return str(error).split("; ", 1)[0]
-
-
-def _usable_key(key: Secret) -> bool:
-    """Whether a key can go into an HTTP header as typed (no spaces, ASCII, printable)."""
-    value = key.reveal().strip()
-    return value.isascii() and value.isprintable() and " " not in value
-
-
-class _Idle:
-    """The time since the last *content* event of a stream; keep-alive comments do not reset it.
-
-    httpx's read timeout only bounds the silence between two bytes, so a
-    server that sends ``: ping`` every few seconds and never a token would
-    hold a call until the total timeout; this bounds it by the read timeout.
-    """
-
-    __slots__ = ("_last", "_limit")
-
-    def __init__(self, limit: float | None) -> None:
-        self._limit = limit
-        self._last = time.monotonic()
-
-    def content(self) -> None:
-        self._last = time.monotonic()
-
-    def expired(self) -> bool:
-        return self._limit is not None and time.monotonic() - self._last > self._limit
 
 
 #: After ``[DONE]`` the rest of the body (normally just the end of the chunked encoding) is read,
@@ -443,16 +538,9 @@ class AsyncClient(_BaseClient):
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self._httpx_timeout, limits=_LIMITS)
 
-    @classmethod
-    def _from_settings(cls, settings: Settings) -> AsyncClient:
-        """A client for already-resolved settings (the pooled clients of ``complete``)."""
-        client = cls.__new__(cls)
-        client._open(settings, None, None)
-        return client
-
     async def aclose(self) -> None:
         """Close the connection pool (not an ``http_client`` that was passed in)."""
-        if self._owns_http:
+        if getattr(self, "_owns_http", False):
             await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
@@ -503,41 +591,26 @@ class AsyncClient(_BaseClient):
     async def _send(
         self, request: CompletionRequest, builder: CompletionBuilder, on_update: OnUpdate | None
     ) -> Completion:
-        body = request.to_body()
-        headers = self._stream_headers if request.stream else self._headers
         url = self.settings.url + "/completions"
         deadline = self._deadline()
 
         async def once(attempt: Attempt) -> Completion:
-            async with self._http.stream(
-                "POST", url, json=body, headers=headers, timeout=self._timeout_until(deadline)
-            ) as response:
-                _log.debug(
-                    "POST %s -> %d after %.3f s", url, response.status_code, time.perf_counter() - attempt.sent_at
-                )
-                if not 200 <= response.status_code < 300:
+            async with self._http.stream("POST", url, **self._send_args(request, deadline)) as response:
+                kind = self._first_look(response, request, attempt)
+                if kind == "error":
                     raise self._answers.status_error(response, await response.aread())
-                if self._answers.kind(response, request.stream) == "json":
+                if kind == "json":
                     return self._answers.take_body(await response.aread(), builder, on_update)
-                decoder = SSEDecoder()
+                reader = self._reader(builder, on_update, attempt, deadline)
                 # aclosing: leaving the loop early ([DONE], an error, a cancel) must close
                 # httpx's byte generator now, on this task; left to the garbage collector it
                 # is finalised after the loop stops ("Task was destroyed but it is pending").
-                shape = self._answers.shape
-                idle = _Idle(self.settings.timeout.read)
                 async with contextlib.aclosing(cast("AsyncGenerator[bytes, None]", response.aiter_bytes())) as chunks:
                     async for data in chunks:
-                        attempt.received = True
-                        if feed(decoder, data, builder, on_update, shape):
-                            idle.content()
-                        elif idle.expired():
-                            raise self._answers.no_content_timeout()
-                        if decoder.done:
+                        if reader.feed(data):
                             await _adrain(chunks)
                             break
-                        if deadline is not None and time.monotonic() > deadline:
-                            raise self._answers.total_timeout()
-                return end_of_stream(decoder, builder, on_update, shape)
+                return reader.end()
 
         return log_done(await self._with_retries(once, builder, deadline), url)
 
@@ -546,7 +619,7 @@ class AsyncClient(_BaseClient):
         url = self.settings.url + "/models"
 
         async def once(attempt: Attempt) -> list[str]:
-            response = await self._http.get(url, headers=self._headers, timeout=self._httpx_timeout)
+            response = await self._http.get(url, headers=self._headers, auth=self._auth, timeout=self._httpx_timeout)
             _log.debug("GET %s -> %d", url, response.status_code)
             if not 200 <= response.status_code < 300:
                 raise self._answers.status_error(response, response.content)
@@ -557,29 +630,15 @@ class AsyncClient(_BaseClient):
     async def _with_retries(
         self, once: Callable[[Attempt], Awaitable[T]], builder: CompletionBuilder | None, deadline: float | None
     ) -> T:
-        tries = 0
-        try:
+        retrying = _Retrying(self, builder, deadline)
+        with retrying.keeping_partial():
             while True:
                 attempt = Attempt()
                 try:
                     return await once(attempt)
-                except httpx.RequestError as exc:
-                    error = self._transport_error(exc, attempt, deadline)  # raised below, unchained from httpx
-                except VmanError as exc:
-                    error = exc
-                error = self._caught(error)
-                delay = self._retry_delay(error, attempt, tries, deadline)
-                if delay is None:
-                    self._give_up(error, builder)
-                    raise error
-                await self.retry.async_sleep(delay)
-                tries += 1
-        except VmanError:
-            raise
-        except BaseException as exc:  # CancelledError, KeyboardInterrupt, a bug in on_update
-            if builder is not None:
-                builder.fail(exc)
-            raise
+                except (httpx.RequestError, VmanError) as exc:
+                    error = retrying.error_for(exc, attempt)
+                await self.retry.async_sleep(retrying.delay(error, attempt))  # raises error when it is final
 
 
 # --------------------------------------------------------------------------- module-level calls
@@ -613,6 +672,7 @@ def complete(
     stream: bool = True,
     timeout: Any = None,
     max_retries: int | None = None,
+    settings: Settings | None = None,
     on_update: OnUpdate | None = None,
     cache: bool | None = None,
     **params: Any,
@@ -621,20 +681,22 @@ def complete(
 
     The result is recorded in the local history (``vman_magic.history()``);
     ``cache=True`` answers from it when it holds a complete answer to the
-    same request, and sends nothing.
+    same request, and sends nothing. ``settings=`` takes a resolved
+    :class:`Settings` instead of ``base_url``, ``api_key``, ``timeout`` and
+    ``max_retries``; ``model`` may be given with either.
 
     >>> c = complete("Once upon a time", max_tokens=20)  # doctest: +SKIP
     >>> print(c.text)                                     # doctest: +SKIP
     """
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
-    settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
-    settings = ensure_server(settings)
-    client, evicted = _clients.take(_pool_key(settings), lambda: Client._from_settings(settings))
+    given = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": max_retries}
+    settings = settings_at_the_door(settings, given)
+    client, evicted = _clients.take(_pool_key(settings), lambda: Client(settings=settings))
     for old in evicted:
         old.close()
     try:
         return client.complete(
-            prompt, model=settings.require_model(), stream=stream, on_update=on_update, cache=cache, **params
+            prompt, model=settings.require_model(model), stream=stream, on_update=on_update, cache=cache, **params
         )
     finally:
         idle = _clients.give_back(client)
@@ -651,23 +713,24 @@ async def acomplete(
     stream: bool = True,
     timeout: Any = None,
     max_retries: int | None = None,
+    settings: Settings | None = None,
     on_update: OnUpdate | None = None,
     cache: bool | None = None,
     **params: Any,
 ) -> Completion:
     """The async twin of :func:`complete`; clients are pooled per event loop, server and key."""
     api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
-    settings = resolve(base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries)
-    settings = ensure_server(settings)
+    given = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": max_retries}
+    settings = settings_at_the_door(settings, given)
     loop = asyncio.get_running_loop()
     with _lock:
         clients = _async_clients.setdefault(loop, ClientCache())
-    client, evicted = clients.take(_pool_key(settings), lambda: AsyncClient._from_settings(settings))
+    client, evicted = clients.take(_pool_key(settings), lambda: AsyncClient(settings=settings))
     for old in evicted:
         await old.aclose()
     try:
         return await client.complete(
-            prompt, model=settings.require_model(), stream=stream, on_update=on_update, cache=cache, **params
+            prompt, model=settings.require_model(model), stream=stream, on_update=on_update, cache=cache, **params
         )
     finally:
         idle = clients.give_back(client)

@@ -84,18 +84,39 @@ _MODEL_HINT: Final = "pass model=..., use -m NAME in %%complete, set VMAN_MODEL,
 class Secret:
     """An API key that shows as ``'****'`` everywhere except :meth:`reveal`.
 
+    Every public door (``Client``, ``AsyncClient``, ``panel``, ``complete*``,
+    the batch functions, ``%vman key``) wraps a key in a ``Secret`` at once,
+    and it stays one down to the single line that writes the
+    ``Authorization`` header (an ``httpx.Auth`` in the client). So a repr, a
+    log record, or a traceback that captures locals (``%xmode Verbose``,
+    ``TracebackException(capture_locals=True)``, Sentry) shows the mask.
+
     Deliberately not a ``str`` subclass: ``"Bearer " + key`` or ``f"{key}"``
     would then leak the value; here they give the mask or fail loudly.
+    Surrounding whitespace (a pasted newline) is dropped.
     """
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
-        self._value = value
+        if isinstance(value, Secret):
+            value = value._value
+        if not isinstance(value, str):
+            raise ConfigurationError(f"an API key must be a string, got {type(value).__name__}")
+        self._value = value.strip()
 
     def reveal(self) -> str:
         """The real key, for the ``Authorization`` header only."""
         return self._value
+
+    def header_safe(self) -> bool:
+        """Whether the key can go into an HTTP header as it is (no spaces, nothing non-ASCII)."""
+        value = self._value
+        return bool(value) and value.isascii() and value.isprintable() and " " not in value
+
+    def mask_in(self, text: str) -> str:
+        """``text`` with this key replaced by ``****`` (server messages can echo the request)."""
+        return text.replace(self._value, "****") if len(self._value) >= 4 else text
 
     def __repr__(self) -> str:
         return "Secret('****')"
@@ -120,9 +141,12 @@ def as_secret(value: str | Secret | None) -> Secret | None:
     """Wrap a key at the door of a public function: its frame's locals then show ``Secret('****')``.
 
     ``%xmode Verbose`` and ``capture_locals`` tracebacks print every frame's
-    locals, so a function that takes ``api_key: str`` must rebind it at once.
+    locals, so a function that takes ``api_key: str`` must rebind it at once
+    (``api_key = as_secret(api_key)``, its first line).
     """
-    return Secret(value) if isinstance(value, str) and value else value or None
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret(value) if not isinstance(value, str) or value.strip() else None  # Secret(5) says what is wrong
 
 
 @dataclass(frozen=True)
@@ -276,6 +300,22 @@ def _wrap(name: str, value: Any) -> Any:
 # --------------------------------------------------------------------------- resolve
 
 
+def _environment() -> tuple[dict[str, Any], dict[str, str]]:
+    """The environment layer: values (the key already a :class:`Secret`) and the variable each came from.
+
+    A function of its own so the raw text of ``VMAN_API_KEY`` lives only in
+    this short frame, never in ``resolve``'s, which a traceback may show.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, env_names in _ENV.items():
+        for env in env_names:
+            if os.environ.get(env, "").strip():
+                values[name], sources[name] = _wrap(name, os.environ[env].strip()), env
+                break
+    return values, sources
+
+
 def resolve(**explicit: Any) -> Settings:
     """Merge every layer into :class:`Settings`; arguments given as ``None`` are "not given".
 
@@ -284,14 +324,7 @@ def resolve(**explicit: Any) -> Settings:
     set); the doors decide whether to start the demo (:func:`ensure_server`).
     """
     _check_names(explicit)
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for name, env_names in _ENV.items():
-        for env in env_names:
-            raw = os.environ.get(env, "").strip()
-            if raw:
-                values[name], sources[name] = _wrap(name, raw), env
-                break
+    values, sources = _environment()
     with _lock:
         layers = [(dict(_ipython_layer), "%config VmanMagic"), (dict(_session_layer), "%vman")]
     layers.append(({k: _wrap(k, v) for k, v in explicit.items() if v is not None}, "argument"))

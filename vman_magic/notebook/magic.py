@@ -129,6 +129,10 @@ class VmanMagic(Magics):
         if not prompt.strip():
             raise UsageError("the prompt is empty: write it in the cell under %%complete, or after the flags")
         self._sync_config()
+        try:  # the cell's one Settings: resolved here, passed down, never rebuilt
+            settings = _config.resolve(base_url=args.base_url, model=args.model, timeout=args.timeout)
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from None
         params = {s.name: getattr(args, s.name) for s in PARAMS if getattr(args, s.name, None) is not None}
         if params.get("max_tokens") is None and self.default_max_tokens is not None:
             params["max_tokens"] = self.default_max_tokens
@@ -137,7 +141,7 @@ class VmanMagic(Magics):
         if args.over is not None or args.sweep:
             from .magic_batch import run_batch  # imported on use: %load_ext stays cheap
 
-            run_batch(self._user_ns, args, prompt, params)
+            run_batch(self._user_ns, args, prompt, params, settings)
             return
         rendered: Rendered | None = None
         if not args.no_template:
@@ -147,7 +151,6 @@ class VmanMagic(Magics):
                 raise UsageError(str(exc)) from None
             prompt = rendered.text
         try:
-            settings = _config.resolve(base_url=args.base_url, model=args.model, timeout=args.timeout)
             request = CompletionRequest.build(require_model(settings), prompt, stream=not args.no_stream, **params)
         except (ValidationError, ConfigurationError) as exc:
             raise UsageError(str(exc)) from None
@@ -282,7 +285,7 @@ class VmanMagic(Magics):
         if rest:
             raise UsageError("do not type the key into the cell (it would be saved): run %vman key alone")
         try:
-            key = getpass.getpass("API key (hidden; kept for this session only): ").strip()
+            key = _config.as_secret(getpass.getpass("API key (hidden; kept for this session only): "))
         except (EOFError, KeyboardInterrupt):
             raise UsageError("no key entered (input was closed or interrupted); nothing changed") from None
         except Exception as exc:  # IPython's StdinNotImplementedError: this front end cannot ask for input
@@ -292,7 +295,7 @@ class VmanMagic(Magics):
                 "this front end cannot ask for hidden input: set VMAN_API_KEY before starting Jupyter, "
                 "or pass api_key=... to complete()/Client()"
             ) from None
-        if not key:
+        if key is None:
             raise UsageError("no key entered; nothing changed")
         _config.set_session(api_key=key)
         print("API key set for this session.")

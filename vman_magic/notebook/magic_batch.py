@@ -42,8 +42,8 @@ from IPython.core.error import UsageError
 from ..batch.frame import complete_frame, render_prompts
 from ..batch.many import BatchInterrupted, BatchResult, complete_many
 from ..batch.sweep import SweepResult, label, parse_sweep, run_sweep
-from ..core import config as _config
-from ..core.errors import ConfigurationError, ValidationError, VmanError
+from ..core.config import Settings, ensure_server
+from ..core.errors import ValidationError, VmanError
 from ..core.models import CompletionRequest
 from ..core.template import Rendered, render
 from .messages import require_model, shorten, show_demo_notice
@@ -56,11 +56,14 @@ DRY_RUN_PROMPTS = 3  # how many rendered prompts ``--dry-run --over`` shows
 SHOWN_FAILURES = 3  # how many failed items are named, one line each, after a batch
 
 
-def run_batch(user_ns: dict[str, Any], args: argparse.Namespace, template: str, params: dict[str, Any]) -> None:
+def run_batch(
+    user_ns: dict[str, Any], args: argparse.Namespace, template: str, params: dict[str, Any], settings: Settings
+) -> None:
     """Run a ``%%complete`` cell that has ``--over`` or ``--sweep``; ``params`` are its API flags.
 
     ``user_ns`` is the notebook's namespace: where ``--over`` finds its items,
-    ``{name}`` its values, and the result is stored.
+    ``{name}`` its values, and the result is stored. ``settings`` are the
+    cell's, resolved once by the magic; the whole batch uses them.
     """
     if args.over is not None and args.sweep:
         raise UsageError("--over and --sweep cannot be combined: sweep one prompt, or run one setting over the items")
@@ -68,39 +71,34 @@ def run_batch(user_ns: dict[str, Any], args: argparse.Namespace, template: str, 
         raise UsageError("--show-probs shows one completion: drop it here, and call r[i].show_probabilities() after")
     if args.over is not None and args.no_template:
         raise UsageError("--over fills {item} or {column} in the cell for each item: drop --no-template")
-    try:
-        settings = _config.resolve(base_url=args.base_url, model=args.model, timeout=args.timeout)
-    except ConfigurationError as exc:
-        raise UsageError(str(exc)) from None
     model = require_model(settings)
     stream = not args.no_stream
-    if args.over is not None:
-        _Over(user_ns, args, settings.base_url, model, stream).run(template, params, settings.is_demo)
-    else:
-        _Sweep(user_ns, args, settings.base_url, model, stream).run(template, params, settings.is_demo)
+    job = (
+        _Over(user_ns, args, settings, model, stream)
+        if args.over is not None
+        else _Sweep(user_ns, args, settings, model, stream)
+    )
+    job.run(template, params)
 
 
 class _Job:
     """What both flags share: the magic's namespace, connection flags, storing and failing."""
 
     def __init__(
-        self, user_ns: dict[str, Any], args: argparse.Namespace, base_url: str | None, model: str, stream: bool
+        self, user_ns: dict[str, Any], args: argparse.Namespace, settings: Settings, model: str, stream: bool
     ) -> None:
         self.user_ns = user_ns
         self.args = args
-        self.base_url = base_url
+        self.settings = settings
         self.model = model
         self.stream = stream
 
-    @property
-    def client_args(self) -> dict[str, Any]:
-        """Connection flags (and ``--cache``) for the batch layer, which resolves the other layers itself."""
-        return {
-            "model": self.args.model,
-            "base_url": self.args.base_url,
-            "timeout": self.args.timeout,
-            "cache": self.args.cache,
-        }
+    def connect(self) -> dict[str, Any]:
+        """About to send: the batch layer's arguments (the demo starts here if nothing is set), and ``--cache``."""
+        self.settings = ensure_server(self.settings)
+        if self.settings.is_demo:
+            show_demo_notice()
+        return {"settings": self.settings, "model": self.model, "cache": self.args.cache}
 
     def store(self, result: Any) -> None:
         """``_completion`` and ``-o NAME``, like a single completion (and before any error is raised)."""
@@ -140,7 +138,7 @@ class _Job:
             raise UsageError(str(exc)) from None
 
     def print_request(self, request: CompletionRequest, what: str) -> None:
-        print(f"\nPOST {self.base_url or 'http://127.0.0.1:<port>/v1'}/completions   ({what})")
+        print(f"\nPOST {self.settings.base_url or 'http://127.0.0.1:<port>/v1'}/completions   ({what})")
         print(json.dumps(request.to_body(), ensure_ascii=False, indent=2))
 
 
@@ -150,15 +148,15 @@ class _Job:
 class _Over(_Job):
     """``--over NAME``: the cell's template once per item of a list or row of a DataFrame."""
 
-    def run(self, template: str, params: dict[str, Any], is_demo: bool) -> None:
+    def run(self, template: str, params: dict[str, Any]) -> None:
         name = self.args.over
         value = _items(self.user_ns, name)
         if _is_frame(value):
-            self._frame(name, value, template, params, is_demo)
+            self._frame(name, value, template, params)
         else:
-            self._list(name, list(value), template, params, is_demo)
+            self._list(name, list(value), template, params)
 
-    def _list(self, name: str, items: list[Any], template: str, params: dict[str, Any], is_demo: bool) -> None:
+    def _list(self, name: str, items: list[Any], template: str, params: dict[str, Any]) -> None:
         count = DRY_RUN_PROMPTS if self.args.dry_run else len(items)
         rendered = [self._render(template, index, item) for index, item in enumerate(items[:count])]
         if self.args.dry_run:
@@ -168,10 +166,9 @@ class _Over(_Job):
             return
         if rendered and rendered[0].unresolved:
             print(_unresolved_note(rendered[0]))
-        if is_demo:
-            show_demo_notice()
+        connection = self.connect()
         try:
-            result = complete_many([r.text for r in rendered], stream=self.stream, **self.client_args, **params)
+            result = complete_many([r.text for r in rendered], stream=self.stream, **connection, **params)
         except ValidationError as exc:
             raise UsageError(str(exc)) from None
         except BatchInterrupted as interrupt:
@@ -181,7 +178,7 @@ class _Over(_Job):
         failures = [(f"item {i}", f"{type(c.error).__name__}: {c.error}") for i, c in enumerate(result) if c.error]
         self.report(failures, len(result), "items")
 
-    def _frame(self, name: str, df: Any, template: str, params: dict[str, Any], is_demo: bool) -> None:
+    def _frame(self, name: str, df: Any, template: str, params: dict[str, Any]) -> None:
         if self.args.dry_run:
             head = df.head(DRY_RUN_PROMPTS)
             prompts = self._frame_prompts(head, template)
@@ -191,10 +188,9 @@ class _Over(_Job):
                 self.print_request(self.build(prompts[0], params), f"row {head.index[0]!r}")
             return
         self._frame_prompts(df.head(1), template)  # a field that is no column fails here, before the progress bar
-        if is_demo:
-            show_demo_notice()
+        connection = self.connect()
         try:
-            frame = complete_frame(df, template, out=FRAME_COLUMN, stream=self.stream, **self.client_args, **params)
+            frame = complete_frame(df, template, out=FRAME_COLUMN, stream=self.stream, **connection, **params)
         except ValidationError as exc:
             raise UsageError(str(exc)) from None
         except BatchInterrupted as interrupt:
@@ -278,7 +274,7 @@ def _plural(count: int, word: str) -> str:
 class _Sweep(_Job):
     """``--sweep NAME=V1,V2,...`` (repeatable): one prompt, every combination, side by side."""
 
-    def run(self, template: str, params: dict[str, Any], is_demo: bool) -> None:
+    def run(self, template: str, params: dict[str, Any]) -> None:
         try:
             grid = parse_sweep(self.args.sweep)
         except ValidationError as exc:
@@ -298,10 +294,9 @@ class _Sweep(_Job):
         if self.args.dry_run:
             self._dry_run(prompt, grid, n, params)
             return
-        if is_demo:
-            show_demo_notice()
+        connection = self.connect()
         try:
-            result = run_sweep(prompt, grid, n=n, stream=self.stream, **self.client_args, **params)
+            result = run_sweep(prompt, grid, n=n, stream=self.stream, **connection, **params)
         except ValidationError as exc:
             raise UsageError(str(exc)) from None
         except BatchInterrupted as interrupt:

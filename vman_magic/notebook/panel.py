@@ -7,39 +7,55 @@ magic, it only builds a :class:`~vman_magic.CompletionRequest` and hands it to
 :class:`~vman_magic.AsyncClient` and the same :class:`~._display.LiveView`; it
 never parses magic strings.
 
+Settings: :attr:`Panel.settings` resolves the panel's own arguments over the
+current layers for every run *and* for Copy as code, so a ``%vman base_url``
+after the panel was built moves both together: the code shown is the code
+that the next run sends. A run gets that one :class:`~vman_magic.Settings`.
+
 Concurrency, in one place:
 
+* **State.** Whether a run is in progress, its task and loop, a pending
+  stop and the result growing during a run are read and written under one
+  lock, by whichever thread.
+* **Widgets.** Only the thread that started a run changes widgets (the
+  rule of :mod:`vman_magic.client.runner`, which batches follow too); code on
+  another thread queues the change for that thread.
 * **Run button.** The click handler schedules the request as a task on the
   kernel's running event loop and returns at once, so the kernel keeps
   handling comm messages (the Stop click, other widgets) while tokens stream.
 * **``Panel.run()``.** Blocks until the result is there. Without a running
   loop (a script, pytest) it is ``asyncio.run``. Inside a notebook cell the
-  kernel's loop is already running in this thread, so the request runs on a
-  private loop in a worker thread that the caller joins (why not
-  ``nest_asyncio``: see :mod:`vman_magic.notebook.panel_thread`).
-* **``Panel.stop()``.** Safe from any thread: it cancels the task through
-  ``loop.call_soon_threadsafe``; the result keeps the text that arrived and
-  is flagged ``incomplete=True``.
+  kernel's loop is already running in this thread, so the request runs on
+  :func:`~vman_magic.client.runner.run_in_worker`'s private loop in a worker
+  thread, while this thread applies the queued widget changes.
+* **``Panel.stop()``.** Safe from any thread, also while ``run()`` blocks: it
+  cancels the task through ``loop.call_soon_threadsafe`` (or, before the
+  request is sent, makes the run stop at once); the result keeps the text
+  that arrived and is flagged ``incomplete=True``.
 * **Live output.** The run is shown by the same :class:`~._display.LiveView`
   as the magic (same coalescing, same escaped HTML), but with a *sink* that
   sets the :attr:`Panel.output` HTML widget's value instead of printing. A
   run outlives the click that started it, and JupyterLab routes captured
   output (``with an_output_widget:``) only while the message that started
   the capture is alive, so printed text from a background task never reaches
-  the page; widget state is synced whenever it changes, from any thread.
+  the page; widget state is synced whenever it changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from ..client.client import AsyncClient
-from ..core.config import Secret, as_secret, ensure_server, resolve
+from ..client.runner import run_in_worker
+from ..core.config import Secret, Settings, as_secret, ensure_server, resolve
 from ..core.errors import ValidationError, VmanError
 from ..core.heatmap import ProbabilityView
 from ..core.kernel import in_kernel
@@ -49,7 +65,6 @@ from ..core.template import render
 from .display import LiveView, tokens_received
 from .pace import paced
 from .panel_code import copy_as_code, magic_cell
-from .panel_thread import run_in_thread
 from .panel_widgets import LOGPROBS_OFF, LOGPROBS_RANGE, WIDGET_PARAMS, CodeSection, ParamControls, message_html
 
 if TYPE_CHECKING:
@@ -57,21 +72,34 @@ if TYPE_CHECKING:
 
 __all__ = ["Panel", "PanelBusyError", "panel"]
 
-_CONNECTION = ("base_url", "api_key", "model", "prompt", "var", "shell")
+_CONNECTION = ("base_url", "api_key", "model", "timeout", "max_retries", "prompt", "var", "shell")
 _BORDER = "1px solid var(--jp-border-color2, #ddd)"
 _RUNNING = message_html("running…", error=False)
 
 
-def panel(**defaults: Any) -> Panel:
-    """Open a Playground panel; ``defaults`` are initial values.
+def panel(
+    *,
+    base_url: str | None = None,
+    api_key: str | Secret | None = None,
+    model: str | None = None,
+    timeout: Any = None,
+    max_retries: int | None = None,
+    prompt: str = "",
+    var: str = "completion",
+    **params: Any,
+) -> Panel:
+    """Open a Playground panel; the arguments are its initial values.
 
-    Accepts ``base_url``, ``api_key``, ``model``, ``prompt``, ``var`` (the
-    name the result is stored under, default ``completion``) and any API
-    parameter, e.g. ``panel(prompt="Once upon a time", max_tokens=40)``.
+    ``base_url``, ``api_key``, ``model``, ``timeout`` and ``max_retries``
+    override the configured settings for this panel; ``prompt``; ``var`` is
+    the name the result is stored under; any API parameter, e.g.
+    ``panel(prompt="Once upon a time", max_tokens=40)``.
     """
-    if "api_key" in defaults:  # a verbose traceback shows this frame's locals
-        defaults["api_key"] = as_secret(defaults["api_key"])
-    return Panel(**defaults)
+    api_key = as_secret(api_key)  # a verbose traceback shows this frame's locals
+    return Panel(
+        base_url=base_url, api_key=api_key, model=model, timeout=timeout, max_retries=max_retries, prompt=prompt,
+        var=var, **params,
+    )  # fmt: skip
 
 
 class Panel(w.VBox):  # type: ignore[misc]
@@ -88,30 +116,40 @@ class Panel(w.VBox):  # type: ignore[misc]
         base_url: str | None = None,
         api_key: str | Secret | None = None,
         model: str | None = None,
+        timeout: Any = None,
+        max_retries: int | None = None,
         prompt: str = "",
         var: str = "completion",
         shell: InteractiveShell | None = None,
         **params: Any,
     ) -> None:
-        api_key = as_secret(api_key)  # at once, so no repr or traceback of the panel can show it
+        api_key = as_secret(api_key)  # first: no repr, traceback or frame of the panel may show the key
         super().__init__()
         _check_initial(params)
-        self._connection: dict[str, Any] = {"base_url": base_url, "api_key": api_key}
-        self._settings = ensure_server(resolve(**self._connection, model=model))  # a face: it lists models at once
+        self._connection: dict[str, Any] = {
+            "base_url": base_url, "api_key": api_key, "model": model, "timeout": timeout, "max_retries": max_retries,
+        }  # fmt: skip
+        initial = self.settings  # a bad base URL fails here, when the panel is built
         self._shell = shell
         self._extra = {k: v for k, v in params.items() if k not in WIDGET_PARAMS and k != "stream"}
         self.result: Completion | None = None
-        self.current: Completion | None = None  # the result being built while a run streams
         self._request: CompletionRequest | None = None
+        # the run's state, shared by the thread that started it, the worker, and whoever calls stop();
+        # read and written only under _lock
+        self._lock = threading.Lock()
+        self._running = False
+        self._stop_requested = False
         self._task: asyncio.Task[Completion] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_requested = False
-        self._lock = threading.Lock()
-        self._models_task: asyncio.Task[list[str]] | None = None
+        self._current: Completion | None = None
+        # widgets are changed only by the thread that started the run; other threads queue the change
+        self._ui_thread: int | None = None
+        self._ui_pending: collections.deque[Callable[[], None]] = collections.deque()
+        self._models_task: asyncio.Task[None] | None = None
         self._models_note = ""  # why the model list is missing or empty, shown next to the model box
 
         self.model = w.Combobox(
-            value=self._settings.model or "",
+            value=initial.model or "",
             placeholder="model id",
             description="model",
             ensure_option=False,
@@ -185,23 +223,33 @@ class Panel(w.VBox):  # type: ignore[misc]
 
     @property
     def running(self) -> bool:
-        """True while a request is in flight."""
-        return self._task is not None and not self._task.done()
+        """True from the moment a run is started until its result is stored."""
+        with self._lock:
+            return self._running
+
+    @property
+    def current(self) -> Completion | None:
+        """The result being built while a run streams (None between runs)."""
+        with self._lock:
+            return self._current
 
     @property
     def magic_code(self) -> str:
-        """The ``%%complete`` cell that sends what Run would send now."""
-        return magic_cell(self.request, self.prompt.value, var=self.var.value, base_url=self._base_url_flag())
+        """The ``%%complete`` cell that sends what Run would send now, to where Run would send it."""
+        return magic_cell(
+            self.request, self.prompt.value, var=self.var.value, base_url=self._base_url_flag(self.settings)
+        )
 
     @property
     def code(self) -> str:
         """:attr:`magic_code` and the equivalent ``complete(...)`` call, as shown by "Copy as code"."""
+        settings = self.settings
         return copy_as_code(
             self.request,
             self.prompt.value,
             var=self.var.value,
-            base_url=self._base_url_flag(),
-            key_given=self._connection["api_key"] is not None,
+            base_url=self._base_url_flag(settings),
+            key_given=settings.api_key is not None and settings.sources.get("api_key") == "argument",
         )
 
     def _prompt_text(self) -> str:
@@ -217,9 +265,19 @@ class Panel(w.VBox):  # type: ignore[misc]
             self._shell = get_ipython()  # type: ignore[no-untyped-call, unused-ignore]
         return self._shell
 
-    def _base_url_flag(self) -> str | None:
+    @property
+    def settings(self) -> Settings:
+        """The settings the next run uses: this panel's arguments over the current layers.
+
+        Resolved again for every run and for Copy as code (no side effects),
+        so a ``%vman base_url`` or ``%vman key`` after the panel was built
+        applies to both alike: the code shown is the code of the run.
+        """
+        return resolve(**self._connection)
+
+    def _base_url_flag(self, settings: Settings) -> str | None:
         """The base URL to spell out in generated code, or None for the demo/default."""
-        return None if self._settings.is_demo else self._settings.base_url
+        return None if settings.is_demo else settings.base_url
 
     # -- validation -------------------------------------------------------
     def _validate(self) -> CompletionRequest | None:
@@ -259,28 +317,36 @@ class Panel(w.VBox):  # type: ignore[misc]
 
         Raises ``ValidationError`` for invalid settings (nothing is sent) and
         the client's errors after storing the partial result, so a failing
-        cell stops "Run All". After :meth:`stop` it returns the partial result.
+        cell stops "Run All". After :meth:`stop` (from a button click or any
+        other thread) it returns the partial result.
+
+        In a notebook cell the request runs on
+        :func:`~vman_magic.client.runner.run_in_worker`'s worker thread, while
+        this thread applies the widget changes; the kernel's interrupt stops
+        the run and is raised again. A click on Stop is a message to the
+        kernel, which handles it only once the cell finishes: while ``run()``
+        blocks, stop it with the interrupt, or from another thread with
+        :meth:`stop`; Run (the button) never blocks.
         """
         self._check_var()
         request = self.request
-        if self.running:
-            raise PanelBusyError(
-                "the panel is already running a request (started by its Run button): press Stop or call "
-                "p.stop() first, or wait for it to finish and read p.result"
-            )
+        settings = ensure_server(self.settings)
+        self._claim()
         try:
             asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._execute(request))
-        return run_in_thread(self._execute(request), self.stop)
+        except RuntimeError:  # a script, or pytest: this thread runs the loop and owns the widgets
+            return asyncio.run(self._execute(request, settings))
+        return run_in_worker(self._execute(request, settings), tick=self._apply_ui, on_interrupt=self.stop)
 
     def stop(self) -> None:
         """Cancel the running request, keeping the text that arrived; safe from any thread."""
         with self._lock:
-            task, loop = self._task, self._loop
-            if task is None or loop is None or task.done():
+            if not self._running:
                 return
-            self._stop_requested = True
+            self._stop_requested = True  # a run that has not started sending yet sees this
+            task, loop = self._task, self._loop
+        if task is None or loop is None or task.done():
+            return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -288,71 +354,104 @@ class Panel(w.VBox):  # type: ignore[misc]
         if running is loop:
             task.cancel()
         else:
-            loop.call_soon_threadsafe(task.cancel)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the run is over
+                loop.call_soon_threadsafe(task.cancel)
+
+    def _claim(self) -> None:
+        """Mark a run as started (one at a time); the calling thread owns the widgets until it ends."""
+        with self._lock:
+            if self._running:
+                raise PanelBusyError(
+                    "the panel is already running a request (started by its Run button): press Stop or call "
+                    "p.stop() first, or wait for it to finish and read p.result"
+                )
+            self._running, self._stop_requested = True, False
+            self._task = self._loop = None
+            self._ui_thread = threading.get_ident()
 
     def _on_run_click(self, _button: w.Button) -> None:
         """Schedule the run on the kernel's loop; without one (no kernel), run it here."""
         request = None if self.running else self._validate()
         if request is None:
             return
-        self.run_button.disabled = True  # before the task starts, so a double click cannot queue two runs
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
-            self._run_reporting_errors()
+            with contextlib.suppress(VmanError):  # already shown in the status line; a click has no cell to fail
+                self.run()
             return
-        task = loop.create_task(self._execute(request))
+        try:
+            settings = ensure_server(self.settings)
+            self._claim()
+        except VmanError as exc:
+            self.status.value = message_html(str(exc))
+            return
+        self.run_button.disabled = True  # before the task starts, so a double click cannot queue two runs
+        task = asyncio.get_running_loop().create_task(self._execute(request, settings))
         task.add_done_callback(self._report_task)
-        with self._lock:  # running at once, so Stop works even before the task starts
-            self._task, self._loop = task, loop
         self.stop_button.disabled = False
-
-    def _run_reporting_errors(self) -> None:
-        with contextlib.suppress(VmanError):  # already shown in the status line; a click has no cell to fail
-            self.run()
 
     def _report_task(self, task: asyncio.Task[Completion]) -> None:
         if not task.cancelled():
             task.exception()  # retrieved: the error is already shown in the status line
-        elif self._task is task:  # stopped before it started: _execute never ran its cleanup
+        elif self.running:  # stopped before it started: _execute never ran its cleanup
+            self._release()
             self._set_running(False)
 
-    async def _execute(self, request: CompletionRequest) -> Completion:
-        """One run, on whichever loop is current: the primitive behind Run and ``run()``."""
-        this = asyncio.current_task()
+    def _ui(self, change: Callable[[], None]) -> None:
+        """Change widgets now on the run's own thread; from another thread, queue it for that thread."""
+        if self._ui_thread in (None, threading.get_ident()):
+            change()
+        else:
+            self._ui_pending.append(change)
+
+    def _apply_ui(self) -> None:
+        """The run's thread, between waits: apply the widget changes the worker queued, in order."""
+        while self._ui_pending:
+            self._ui_pending.popleft()()
+
+    def _release(self) -> None:
         with self._lock:
-            if self.running and self._task is not this:
-                raise PanelBusyError("a run is already in progress: press Stop or call p.stop() first, or wait for it")
-            self._task = this
-            self._loop = asyncio.get_running_loop()
-            self._stop_requested = False
-        self._request = request
-        self._set_running(True)
-        self.output.value = ""
-        view = LiveView(request, sink=self._show_live)
+            self._running = False
+            self._task = self._loop = None
+            self._current = None
+
+    async def _execute(self, request: CompletionRequest, settings: Settings) -> Completion:
+        """One run, on whichever loop is current: the primitive behind Run and ``run()``.
+
+        Network work only; every widget change goes through :meth:`_ui`.
+        """
         builder = CompletionBuilder(request)
-        self.current = builder.completion
+        with self._lock:
+            self._task, self._loop = asyncio.current_task(), asyncio.get_running_loop()
+            self._current = builder.completion
+            stopped_early = self._stop_requested
+        self._request = request
+        self._ui(lambda: self._set_running(True))
+        self._ui(lambda: setattr(self.output, "value", ""))
+        view = LiveView(request, sink=self._show_live)
         view.start()
         result: Completion | None = None
         try:
+            if stopped_early:
+                raise asyncio.CancelledError
             # the offline demo streams at a readable pace into the panel, as into a cell (see notebook/pace.py)
-            settings = paced(ensure_server(resolve(**self._connection, model=request.model)))
-            client = AsyncClient(settings=settings)
-            try:
+            async with AsyncClient(settings=paced(settings)) as client:
                 result = await client.run(request, builder, on_update=view.update)
-            finally:
-                await client.aclose()
         except asyncio.CancelledError:
             result = _partial(builder, None)
-            if not self._stop_requested:
+            with self._lock:
+                stopped = self._stop_requested
+            if not stopped:
                 raise
             # the cancellation's message is what the footer under the text shows (see render.incomplete_reason),
             # so the status line next to the buttons stays empty rather than saying it a second time
             result.error = asyncio.CancelledError(f"stopped by you after {tokens_received(view.chunks)}")
-            self.status.value = ""
+            self._ui(lambda: setattr(self.status, "value", ""))
         except VmanError as exc:
             result = exc.partial or _partial(builder, exc)
-            self.status.value = message_html(f"{type(exc).__name__}: {exc}")
+            status = message_html(f"{type(exc).__name__}: {exc}")
+            self._ui(lambda: setattr(self.status, "value", status))
             raise
         except BaseException as exc:  # KeyboardInterrupt in a script: keep the partial text too
             result = _partial(builder, exc)
@@ -360,15 +459,16 @@ class Panel(w.VBox):  # type: ignore[misc]
         finally:
             final = result if result is not None else builder.completion
             view.finish(final)
-            self._store(final)
-            self.current = None
-            self._set_running(False)
+            self._release()
+            self._ui(lambda: self._store(final))
+            self._ui(lambda: self._set_running(False))
         return result
 
     def _show_live(self, html_view: str) -> None:
         """The live view's sink: the whole view as escaped HTML, coalesced by :class:`LiveView`."""
         # ipywidgets' HTML content has a 28px line height (one inline widget row); text wants its own
-        self.output.value = f'<div style="line-height:1.4">{html_view}</div>'
+        value = f'<div style="line-height:1.4">{html_view}</div>'
+        self._ui(lambda: setattr(self.output, "value", value))
 
     def _set_running(self, running: bool) -> None:
         self.stop_button.disabled = not running
@@ -376,8 +476,6 @@ class Panel(w.VBox):  # type: ignore[misc]
         if running:
             self.status.value = _RUNNING
         else:
-            with self._lock:
-                self._task = None
             self._validate_keep_status()
 
     def _validate_keep_status(self) -> None:
@@ -402,8 +500,11 @@ class Panel(w.VBox):  # type: ignore[misc]
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._fetch_models())
-        return run_in_thread(self._fetch_models(), lambda: None)
+            models, problem = asyncio.run(self._list_models())
+        else:
+            models, problem = run_in_worker(self._list_models())
+        self._show_models(models, problem)
+        return models
 
     def _start_model_fetch(self) -> None:
         try:
@@ -411,28 +512,31 @@ class Panel(w.VBox):  # type: ignore[misc]
         except RuntimeError:
             self.refresh_models()
             return
-        self._models_task = loop.create_task(self._fetch_models())  # filled once this cell is done
 
-    async def _fetch_models(self) -> list[str]:
-        settings = self._settings
-        client = AsyncClient(**self._connection, max_retries=0)
+        async def fetch_and_show() -> None:  # on the kernel's loop, the widgets' own thread
+            self._show_models(*await self._list_models())
+
+        self._models_task = loop.create_task(fetch_and_show())  # filled once this cell is done
+
+    async def _list_models(self) -> tuple[list[str], str | None]:
+        """The server's model ids, or [] and what went wrong; touches no widget."""
         try:
-            models = sorted(await client.models())
+            settings = ensure_server(self.settings)
+            async with AsyncClient(settings=replace(settings, max_retries=0)) as client:
+                return sorted(await client.models()), None
         except VmanError as exc:
-            self._models_note = message_html(
-                f"cannot list models at {settings.base_url} ({exc}); type a model id, "
-                "or check base_url with %vman config"
-            )
-            self._validate()
-            return []
-        finally:
-            await client.aclose()
-        self._models_note = "" if models else message_html("the server lists no models; type an id", error=False)
-        self.model.options = models
-        if not self.model.value and models:
-            self.model.value = models[0]
+            where = self.settings.base_url or "the demo server"
+            return [], f"cannot list models at {where} ({exc}); type a model id, or check base_url with %vman config"
+
+    def _show_models(self, models: list[str], problem: str | None) -> None:
+        if problem is not None:
+            self._models_note = message_html(problem)
+        else:
+            self._models_note = "" if models else message_html("the server lists no models; type an id", error=False)
+            self.model.options = models
+            if not self.model.value and models:
+                self.model.value = models[0]
         self._validate()
-        return models
 
     def _model_note(self) -> str:
         """What to say next to a valid model id: the model list failed, or the id is not in it.
