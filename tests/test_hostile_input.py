@@ -169,6 +169,7 @@ def test_panel_takes_a_secret_and_refuses_a_second_run(demo_server: Any) -> None
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        loop.close()
 
 
 def test_key_absent_from_verbose_frames_of_panel_and_complete_frame(
