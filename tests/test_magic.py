@@ -47,6 +47,23 @@ def test_cell_streams_and_stores_the_result(ip: InteractiveShell, capsys: pytest
     assert "finish:" in out
 
 
+def test_line_magic_returns_its_completion(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    """x = %complete ... gives the Completion (like %timeit -o); a bare last line shows the text once, not twice."""
+    assert run(ip, "x = %complete -t 0 --max-tokens 4 --seed 1 Once upon a time").success
+    x = ip.user_ns.pop("x")
+    assert isinstance(x, Completion) and x is ip.user_ns["_completion"] and x.text
+    assert ip.run_line_magic("complete", "-t 0 --max-tokens 2 Hello") is ip.user_ns["_completion"]  # from code
+    capsys.readouterr()
+    bare = run(ip, "%complete -t 0 --max-tokens 4 --seed 1 Once upon a time")
+    assert bare.success and bare.result is None  # nothing for IPython to display again: the text streamed
+    assert capsys.readouterr().out.count(ip.user_ns["_completion"].text) == 1
+    ip.user_ns["items"] = ["a", "b"]
+    assert run(ip, "rs = %complete --over items --max-tokens 2 {item}").success
+    assert type(ip.user_ns.pop("rs")).__name__ == "BatchResult"
+    assert run(ip, "d = %complete --dry-run Hi").success and ip.user_ns.pop("d") is None
+    ip.user_ns.pop("items")
+
+
 def test_line_magic_takes_the_prompt_from_the_line(ip: InteractiveShell) -> None:
     """%complete reads flags first and keeps the rest of the line, quotes included, as the prompt."""
     assert run(ip, "%complete -o r --max-tokens 3 -t 0 Don't stop").success

@@ -41,25 +41,37 @@ _LAZY: dict[str, str] = {
     "APITimeoutError": ".core.errors",
     "AsyncClient": ".client.client",
     "AuthenticationError": ".core.errors",
+    "BadRequestError": ".core.errors",
     "BatchInterrupted": ".batch.many",
     "BatchResult": ".batch.many",
-    "BadRequestError": ".core.errors",
     "Choice": ".core.models",
     "Client": ".client.client",
     "Completion": ".core.models",
+    "CompletionBuilder": ".core.models",
+    "CompletionRequest": ".core.models",
+    "ConfigurationError": ".core.errors",
     "History": ".logbook.entries",
     "HistoryEntry": ".logbook.entries",
     "HistoryError": ".core.errors",
-    "CompletionRequest": ".core.models",
-    "ConfigurationError": ".core.errors",
+    "InsecureKeyWarning": ".core.config",
     "InternalServerError": ".core.errors",
     "Logprobs": ".core.models",
     "NotFoundError": ".core.errors",
+    "Panel": ".notebook.panel",
+    "PanelBusyError": ".notebook.panel",
     "PermissionDeniedError": ".core.errors",
     "RateLimitError": ".core.errors",
+    "RecordedError": ".logbook.rows",
+    "RetryPolicy": ".client.retry",
+    "Secret": ".core.config",
+    "Settings": ".core.config",
     "StreamAPIError": ".core.errors",
     "StreamError": ".core.errors",
+    "SweepResult": ".batch.sweep",
+    "Tally": ".batch.progress",
+    "TemplateError": ".core.template",
     "Timeout": ".core.config",
+    "Unfinished": ".batch.many",
     "Usage": ".core.models",
     "ValidationError": ".core.errors",
     "VmanError": ".core.errors",
@@ -71,9 +83,7 @@ _LAZY: dict[str, str] = {
     "history": ".logbook.entries",
     "load": ".logbook.entries",
     "panel": ".notebook.panel",
-    "parse_sweep": ".batch.sweep",
     "run_sweep": ".batch.sweep",
-    "SweepResult": ".batch.sweep",
 }
 
 __all__ = [
@@ -89,20 +99,31 @@ __all__ = [
     "Choice",
     "Client",
     "Completion",
+    "CompletionBuilder",
     "CompletionRequest",
     "ConfigurationError",
     "History",
     "HistoryEntry",
     "HistoryError",
+    "InsecureKeyWarning",
     "InternalServerError",
     "Logprobs",
     "NotFoundError",
+    "Panel",
+    "PanelBusyError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RecordedError",
+    "RetryPolicy",
+    "Secret",
+    "Settings",
     "StreamAPIError",
     "StreamError",
     "SweepResult",
+    "Tally",
+    "TemplateError",
     "Timeout",
+    "Unfinished",
     "Usage",
     "ValidationError",
     "VmanError",
@@ -116,7 +137,6 @@ __all__ = [
     "load",
     "load_ipython_extension",
     "panel",
-    "parse_sweep",
     "run_sweep",
     "unload_ipython_extension",
 ]
@@ -161,10 +181,12 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .batch.frame import complete_frame
-    from .batch.many import BatchInterrupted, BatchResult, acomplete_many, complete_many
-    from .batch.sweep import SweepResult, parse_sweep, run_sweep
+    from .batch.many import BatchInterrupted, BatchResult, Unfinished, acomplete_many, complete_many
+    from .batch.progress import Tally
+    from .batch.sweep import SweepResult, run_sweep
     from .client.client import AsyncClient, Client, acomplete, complete
-    from .core.config import Timeout
+    from .client.retry import RetryPolicy
+    from .core.config import InsecureKeyWarning, Secret, Settings, Timeout
     from .core.errors import (
         APIConnectionError,
         APIResponseError,
@@ -183,6 +205,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ValidationError,
         VmanError,
     )
-    from .core.models import Choice, Completion, CompletionRequest, Logprobs, Usage
+    from .core.models import Choice, Completion, CompletionBuilder, CompletionRequest, Logprobs, Usage
+    from .core.template import TemplateError
     from .logbook.entries import History, HistoryEntry, history, load
-    from .notebook.panel import panel
+    from .logbook.rows import RecordedError
+    from .notebook.panel import Panel, PanelBusyError, panel

@@ -31,7 +31,7 @@ from typing import Any, Final
 from ..core.errors import APIResponseError, error_fields
 from ..core.scrub import Scrubber
 
-__all__ = ["MAX_DEPTH", "AnswerShape", "JSONTooDeep", "check_depth", "json_loads", "loads", "parse_json"]
+__all__ = ["MAX_DEPTH", "AnswerShape", "check_depth", "json_loads", "loads", "parse_json"]
 
 _json_decode = json.JSONDecoder().decode
 
@@ -62,12 +62,12 @@ _KNOWN_REASONS: Final = frozenset({"stop", "length", "content_filter", "tool_cal
 _HEADER_FIELDS: Final = ("id", "object", "model", "system_fingerprint")
 
 
-class JSONTooDeep(ValueError):
+class _JSONTooDeep(ValueError):
     """JSON nested deeper than :data:`MAX_DEPTH` (or than the parser's recursion allows)."""
 
 
 def check_depth(payload: bytes, limit: int = MAX_DEPTH) -> None:
-    """Raise :class:`JSONTooDeep` when ``payload`` nests more than ``limit`` arrays/objects.
+    """Raise :class:`_JSONTooDeep` when ``payload`` nests more than ``limit`` arrays/objects.
 
     Cheap for ordinary payloads: the exact scan runs only when the payload
     holds more than ``limit`` opening brackets at all.
@@ -81,7 +81,7 @@ def check_depth(payload: bytes, limit: int = MAX_DEPTH) -> None:
             if depth > deepest:
                 deepest = depth
                 if deepest > limit:
-                    raise JSONTooDeep(f"nested more than {limit} levels deep")
+                    raise _JSONTooDeep(f"nested more than {limit} levels deep")
         else:
             depth -= 1
 
@@ -92,7 +92,7 @@ def parse_json(payload: bytes) -> Any:
     try:
         return loads(payload)
     except RecursionError:
-        raise JSONTooDeep("nested deeper than the JSON parser allows") from None
+        raise _JSONTooDeep("nested deeper than the JSON parser allows") from None
 
 
 def _kind(value: Any) -> str:

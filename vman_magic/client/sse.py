@@ -29,7 +29,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from ..core.errors import StreamError
-from .shape import JSONTooDeep, json_loads, loads, parse_json
+from .shape import _JSONTooDeep, json_loads, loads, parse_json
 
 __all__ = ["SSEDecoder", "aiter_chunks", "iter_chunks", "json_loads", "loads"]
 
@@ -145,7 +145,7 @@ class SSEDecoder:
 def _parse(payload: bytes) -> Any:
     try:
         return parse_json(payload)
-    except JSONTooDeep as exc:
+    except _JSONTooDeep as exc:
         raise StreamError(f"the server sent an event {exc}: refused") from None
     except ValueError:  # JSONDecodeError (json and orjson) and UnicodeDecodeError
         shown = payload[:_BAD_EVENT_CHARS].decode("utf-8", "replace")

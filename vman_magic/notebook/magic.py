@@ -16,6 +16,7 @@ which IPython and ipykernel use instead of the formatted traceback.
 
 from __future__ import annotations
 
+import ast
 import getpass
 import json
 import keyword
@@ -97,10 +98,12 @@ class VmanMagic(Magics):
     @no_var_expand  # type: ignore[untyped-decorator, unused-ignore]
     @complete_arguments
     @line_cell_magic  # type: ignore[untyped-decorator, unused-ignore]
-    def complete(self, line: str, cell: str | None = None) -> None:
+    def complete(self, line: str, cell: str | None = None) -> Any:
         """Complete the cell (or the rest of the line) with the Completions API.
 
-        The result goes to ``_completion`` and, with ``-o NAME``, to ``NAME``.
+        The result goes to ``_completion`` and, with ``-o NAME``, to ``NAME``;
+        the line form also returns it, as ``%timeit -o`` does:
+        ``x = %complete -t 0 Once upon a time``.
         ``{name}`` in the prompt inserts a variable (``{row.title}``,
         ``{items[0]}``, ``{x:.2f}``); other braces stay as written, ``{{``
         is a literal brace. In the line form, flags come first and each takes
@@ -116,6 +119,7 @@ class VmanMagic(Magics):
             Q: {item}
             A:
         """
+        whole_line = line
         if cell is None:
             line, prompt = split_line(line, self.complete.parser)
         else:
@@ -141,8 +145,8 @@ class VmanMagic(Magics):
         if args.over is not None or args.sweep:
             from .magic_batch import run_batch  # imported on use: %load_ext stays cheap
 
-            run_batch(self._user_ns, args, prompt, params, settings)
-            return
+            result = run_batch(self._user_ns, args, prompt, params, settings)
+            return self._line_result(result, cell, whole_line)
         rendered: Rendered | None = None
         if not args.no_template:
             try:
@@ -169,6 +173,19 @@ class VmanMagic(Magics):
             from IPython.display import display
 
             display(completion.show_probabilities())  # type: ignore[no-untyped-call]
+        return self._line_result(completion, cell, whole_line)
+
+    def _line_result(self, value: Any, cell: str | None, line: str) -> Any:
+        """What the magic returns: the result in the line form (``x = %complete ...``), None for a cell.
+
+        Except when IPython is about to display the returned value itself (a
+        bare ``%complete ...`` as a cell's last line): the text was streamed
+        into the cell already, and would be shown a second time. The value is
+        in ``_completion`` (and ``-o NAME``) either way.
+        """
+        if cell is not None or _displayed_by_ipython(self.shell, line):
+            return None
+        return value
 
     def _client_for(self, settings: _config.Settings) -> Client:
         """One connection pool while the connection settings stay the same (no new TLS handshake per cell)."""
@@ -353,6 +370,42 @@ def _demo_pace_flag(rest: str) -> float:
     if len(parts) != 2 or parts[0] not in ("--tokens-per-second", "--tps"):
         raise UsageError(usage)
     return parse_tokens_per_second(parts[1], "--tokens-per-second")
+
+
+def _displayed_by_ipython(shell: Any, line: str) -> bool:
+    """Whether ``%complete line`` is an expression the running cell will display (its last line, as a rule).
+
+    Reads the cell IPython is running, transformed to Python as IPython runs
+    it (``get_ipython().run_line_magic('complete', line)``), and applies
+    IPython's own rule (``ast_node_interactivity``) for which top-level
+    statements are displayed. Called from code rather than a cell, nothing
+    displays the value.
+    """
+    exec_result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    raw = getattr(getattr(exec_result, "info", None), "raw_cell", None)
+    if not isinstance(raw, str):
+        return False
+    try:
+        body = ast.parse(shell.transform_cell(raw)).body
+    except SyntaxError:
+        return False
+    mode = getattr(shell, "ast_node_interactivity", "last_expr")
+    shown = [] if mode == "none" else body if mode == "all" else body[-1:]
+    displayed = (ast.Expr, ast.Assign, ast.AnnAssign) if mode == "last_expr_or_assign" else (ast.Expr,)
+    return any(isinstance(node, displayed) and _is_this_magic(node.value, line) for node in shown)
+
+
+def _is_this_magic(node: ast.expr | None, line: str) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "run_line_magic"
+        and len(node.args) >= 2
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[1], ast.Constant)
+        and node.args[0].value == "complete"
+        and node.args[1].value == line
+    )
 
 
 def _print_dry_run(request: CompletionRequest, base_url: str | None, rendered: Rendered | None) -> None:

@@ -58,12 +58,13 @@ SHOWN_FAILURES = 3  # how many failed items are named, one line each, after a ba
 
 def run_batch(
     user_ns: dict[str, Any], args: argparse.Namespace, template: str, params: dict[str, Any], settings: Settings
-) -> None:
+) -> Any:
     """Run a ``%%complete`` cell that has ``--over`` or ``--sweep``; ``params`` are its API flags.
 
     ``user_ns`` is the notebook's namespace: where ``--over`` finds its items,
-    ``{name}`` its values, and the result is stored. ``settings`` are the
-    cell's, resolved once by the magic; the whole batch uses them.
+    ``{name}`` its values, and the result is stored (and returned; None
+    for ``--dry-run``). ``settings`` are the cell's, resolved once by the
+    magic; the whole batch uses them.
     """
     if args.over is not None and args.sweep:
         raise UsageError("--over and --sweep cannot be combined: sweep one prompt, or run one setting over the items")
@@ -79,6 +80,7 @@ def run_batch(
         else _Sweep(user_ns, args, settings, model, stream)
     )
     job.run(template, params)
+    return job.result
 
 
 class _Job:
@@ -90,6 +92,7 @@ class _Job:
         self.user_ns = user_ns
         self.args = args
         self.settings = settings
+        self.result: Any = None  # what was stored (None after --dry-run)
         self.model = model
         self.stream = stream
 
@@ -102,6 +105,7 @@ class _Job:
 
     def store(self, result: Any) -> None:
         """``_completion`` and ``-o NAME``, like a single completion (and before any error is raised)."""
+        self.result = result
         self.user_ns["_completion"] = result
         if self.args.output:
             self.user_ns[self.args.output] = result
