@@ -31,6 +31,7 @@ from . import (
     bench_memory,
     bench_server,
     bench_stream,
+    bench_sweep,
     bench_ttft,
 )
 from ._common import ROOT, Row
@@ -56,6 +57,7 @@ def _suites(quick: bool, install: bool) -> dict[str, Callable[[], list[Row]]]:
         "history": lambda: bench_history.rows(
             count=64 if q else 1_000, calls=200 if q else 5_000, repeats=1 if q else 3, search=2_000 if q else 100_000
         ),
+        "sweep": lambda: bench_sweep.rows(side=3 if q else 10, tokens=8 if q else 32, tps=200 if q else 40),
     }
 
 

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
 from ..client.client import AsyncClient
@@ -136,12 +137,22 @@ class Run:
         concurrency: int = 1,
         group_size: int = 1,
         cached: Mapping[int, Completion] | None = None,
+        source: Iterator[CompletionRequest | ValidationError] | None = None,
+        expected: int | None = None,
     ) -> None:
         self.requests = requests
         self.settings = settings
         """Where every request of the batch goes, resolved once by the public function."""
         self.concurrency = concurrency
         cached = cached or {}
+        self.lazy = source is not None
+        """Items come from ``source`` one group at a time (``--over`` a generator, ``range(10**9)``)."""
+        self.expected = expected
+        """How many items a lazy run will have, when the iterable knows its length."""
+        self._source = source
+        self._peek: CompletionRequest | ValidationError | None = None
+        self._group_size = group_size
+        self._next_group = 0
         self.groups = _groups(requests, group_size, cached)
         """The items to send, together, as index ranges in input order (all of length 1 without grouping)."""
         self.group_of: dict[int, range] = {index: group for group in self.groups for index in group}
@@ -159,7 +170,66 @@ class Run:
 
     @property
     def total(self) -> int:
+        """Items in the batch: all of them, or for a lazy run the expected count (else those taken so far)."""
+        if self.lazy and self.expected is not None:
+            return self.expected
         return len(self.requests)
+
+    @property
+    def exhausted(self) -> bool:
+        """True when every item was handed to a worker."""
+        if self.lazy:
+            return self._source is None and self._peek is None
+        return self._next_group >= len(self.groups)
+
+    def next_group(self) -> range | None:
+        """The next items to send (runs on the batch's loop), or None when there are no more.
+
+        A lazy run takes them from its source now, so only the items in
+        flight and the results are held, never the whole input.
+        """
+        if not self.lazy:
+            if self._next_group >= len(self.groups):
+                return None
+            self._next_group += 1
+            return self.groups[self._next_group - 1]
+        first = self._take()
+        if first is None:
+            return None
+        start = len(self.requests)
+        self._append(first)
+        while len(self.requests) - start < self._group_size:
+            other = self._take()
+            if other is None:
+                break
+            if not _joinable(first, other):
+                self._peek = other
+                break
+            self._append(other)
+        group = range(start, len(self.requests))
+        self.groups.append(group)
+        for index in group:
+            self.group_of[index] = group
+        return group
+
+    def _take(self) -> CompletionRequest | ValidationError | None:
+        if self._peek is not None:
+            item, self._peek = self._peek, None
+            return item
+        if self._source is None:
+            return None
+        try:
+            return next(self._source)
+        except StopIteration:
+            self._source = None
+            return None
+        except Exception as exc:  # the user's iterable failed: that item fails, and there are no more
+            self._source = None
+            return ValidationError(f"reading the next item raised {type(exc).__name__}: {exc}", param="prompt")
+
+    def _append(self, item: CompletionRequest | ValidationError) -> None:
+        self.requests.append(item)
+        self.slots.append(None)
 
     def settle(self, index: int, completion: Completion) -> None:
         self.slots[index] = completion
@@ -281,13 +351,14 @@ def split_group(group: Completion, requests: list[CompletionRequest]) -> list[Co
 
 
 def prepare(
-    jobs: Iterable[tuple[Prompt, Mapping[str, Any]]],
+    jobs: Iterable[tuple[Prompt | ValidationError, Mapping[str, Any]]],
     *,
     settings: Settings,
     model: str | None = None,
     concurrency: int,
     group_size: int = 1,
     cache: bool | None = None,
+    expected: int | None = None,
 ) -> Run:
     """Validate every ``(prompt, params)`` job before anything is sent; the run carries ``settings``.
 
@@ -298,6 +369,11 @@ def prepare(
     batch shows no text as it arrives, and one JSON body is faster to get.
     With ``cache`` on, items the history answers completely are settled
     here and never sent.
+
+    ``jobs`` that is not a list is read lazily, as the workers need items
+    (``expected`` is its length when known): only the first job is checked
+    here, a later one with a bad parameter fails alone, and the history is
+    not asked for cached answers.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValidationError(f"concurrency must be a whole number >= 1, got {concurrency!r}", param="concurrency")
@@ -307,18 +383,34 @@ def prepare(
             param="group_size",
         )
     model_name = settings.require_model(model)
-    requests: list[CompletionRequest | ValidationError] = []
-    for prompt, params in jobs:
-        options = dict(params)
-        stream = options.pop("stream", False)
-        try:
-            requests.append(CompletionRequest.build(model_name, prompt, stream=stream, **options))
-        except ValidationError as exc:
-            if exc.param != "prompt":
-                raise
-            requests.append(exc)
+    if not isinstance(jobs, list):
+        source = iter(jobs)
+        first = [_build(model_name, job, strict=True) for job in itertools.islice(source, 1)]
+        rest = (_build(model_name, job, strict=False) for job in source)
+        return Run(
+            [], settings, concurrency=concurrency, group_size=group_size,
+            source=itertools.chain(first, rest), expected=expected,
+        )  # fmt: skip
+    requests = [_build(model_name, job, strict=True) for job in jobs]
     cached = _history.cached_answers(requests, settings.url, cache)
     return Run(requests, settings, concurrency=concurrency, group_size=group_size, cached=cached)
+
+
+def _build(
+    model: str, job: tuple[Prompt | ValidationError, Mapping[str, Any]], *, strict: bool
+) -> CompletionRequest | ValidationError:
+    """One job's request; a bad prompt (or, when not ``strict``, any bad field) is the item's error."""
+    prompt, params = job
+    if isinstance(prompt, ValidationError):  # the caller could not even make the prompt (a template failed)
+        return prompt
+    options = dict(params)
+    stream = options.pop("stream", False)
+    try:
+        return CompletionRequest.build(model, prompt, stream=stream, **options)
+    except ValidationError as exc:
+        if strict and exc.param != "prompt":
+            raise
+        return exc
 
 
 async def execute(run: Run, publish: Callable[[], None]) -> None:
@@ -334,8 +426,9 @@ async def execute(run: Run, publish: Callable[[], None]) -> None:
     """
     import httpx
 
-    lanes = max(1, min(run.concurrency, len(run.groups)))
-    if not run.groups:  # everything came from the history
+    planned = (run.concurrency if run.expected is None else run.expected) if run.lazy else len(run.groups)
+    lanes = max(1, min(run.concurrency, planned))
+    if not run.groups and not run.lazy:  # everything came from the history
         publish()
         return
     gate = run.gate
@@ -360,10 +453,8 @@ async def _tick(publish: Callable[[], None]) -> None:
 
 
 async def _drive(run: Run, clients: list[Any]) -> None:
-    groups = iter(run.groups)  # shared: each worker takes the next unclaimed group of indices
-
     async def worker(client: Any) -> None:
-        for group in groups:
+        while (group := run.next_group()) is not None:  # shared: each worker takes the next unclaimed group
             for index, completion in zip(group, await _one(run, client, group), strict=True):
                 run.settle(index, completion)
 

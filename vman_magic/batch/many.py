@@ -157,7 +157,7 @@ def collect(run: Run) -> BatchResult:
         items,
         retries=run.gate.retries,
         rate_limit_waits=run.gate.waits,
-        interrupted=any(s is None for s in run.slots),
+        interrupted=any(s is None for s in run.slots) or not run.exhausted,
         elapsed=time.perf_counter() - run.started,
     )
 
@@ -173,14 +173,31 @@ def run_blocking(run: Run, watcher: Watcher[Any]) -> BatchResult:
     raise error
 
 
-def _prompt_list(prompts: Iterable[Prompt]) -> list[Prompt]:
+def _prompt_jobs(prompts: Iterable[Prompt], params: Mapping[str, Any]) -> tuple[Any, int | None]:
+    """The batch's jobs: a list for a list or tuple; otherwise a lazy generator, and the length if known.
+
+    A generator, ``range(10**9)`` or ``itertools.count()`` is read as the
+    workers need items, so memory holds the results, not the input.
+    """
     if isinstance(prompts, (str, bytes)):
         raise ValidationError(
             "prompts must be a list of prompts, not one string: "
             "use complete(prompt) for a single prompt, or wrap it in a list",
             param="prompt",
         )
-    return list(prompts)
+    if isinstance(prompts, (list, tuple)):
+        return [(prompt, params) for prompt in prompts], None
+    try:
+        expected: int | None = len(prompts)  # type: ignore[arg-type]
+    except TypeError:
+        expected = None
+    try:
+        items = iter(prompts)
+    except TypeError:
+        raise ValidationError(
+            f"prompts must be a list (or another iterable) of prompts, got {type(prompts).__name__}", param="prompt"
+        ) from None
+    return ((prompt, params) for prompt in items), expected
 
 
 def _interrupt_message(result: BatchResult) -> str:
@@ -277,8 +294,10 @@ def _begin(
 ) -> tuple[Run, ProgressWatcher]:
     """What both entry points do before sending: check the options, validate every item, make the bar."""
     _check_on_interrupt(on_interrupt)
-    run = prepare([(prompt, params) for prompt in _prompt_list(prompts)], **options)
-    return run, ProgressWatcher(make_progress(progress, run.total))
+    jobs, expected = _prompt_jobs(prompts, params)
+    run = prepare(jobs, expected=expected, **options)
+    total = None if run.lazy and run.expected is None else run.total
+    return run, ProgressWatcher(make_progress(progress, total))
 
 
 async def acomplete_many(

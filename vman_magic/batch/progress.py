@@ -92,7 +92,7 @@ class TqdmProgress:
     finished batch with failed items does not look like a clean green run.
     """
 
-    def __init__(self, total: int, desc: str) -> None:
+    def __init__(self, total: int | None, desc: str) -> None:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=total, desc=desc, unit=" prompts", bar_format=BAR_FORMAT, dynamic_ncols=True)
@@ -118,8 +118,8 @@ class TqdmProgress:
         print(summary_line(tally, time.perf_counter() - self._started))
 
 
-def make_progress(enabled: bool, total: int, desc: str = "completions") -> Progress:
-    """A tqdm bar, or a silent view for ``progress=False`` and empty batches."""
+def make_progress(enabled: bool, total: int | None, desc: str = "completions") -> Progress:
+    """A tqdm bar (``total=None``: a count without an end), or a silent view for ``progress=False`` and empty batches."""
     if not enabled or total == 0:
         return NullProgress()
     return TqdmProgress(total, desc)

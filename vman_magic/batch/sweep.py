@@ -28,6 +28,7 @@ from ..core.config import Secret, Settings, as_secret
 from ..core.errors import ValidationError
 from ..core.kernel import in_kernel
 from ..core.models import Completion, CompletionRequest, Prompt
+from ..core.pacing import Pacer
 from ..core.params import PARAMS, PARAMS_BY_NAME
 from ..core.render import FOOTER_STYLE, card_html, grid_html
 from .engine import Run, Watcher, interrupts_deferred, prepare
@@ -285,9 +286,15 @@ def footer_line(tally: Tally, elapsed: float | None = None) -> str:
 
 
 class GridView:
-    """The live side-by-side grid in a kernel: one display handle, redrawn only when changed."""
+    """The live side-by-side grid in a kernel: one display handle, redrawn when changed and paced.
 
-    def __init__(self, settings: Sequence[Mapping[str, Any]]) -> None:
+    Every redraw re-sends the whole grid, so redraws are paced by a
+    :class:`~vman_magic.core.pacing.Pacer` (the bytes sent stay within a few
+    times the final grid plus a budget per second; ``paced=False`` redraws on
+    every change, for the benchmark's before/after); the end state is always drawn.
+    """
+
+    def __init__(self, settings: Sequence[Mapping[str, Any]], pacer: Pacer | None = None, *, paced: bool = True) -> None:
         from IPython.display import display
 
         self._settings = settings
@@ -295,6 +302,7 @@ class GridView:
         self._started = time.perf_counter()
         self._cache = _Snapshot(tuple((label(s), (), "waiting") for s in settings), Tally(len(settings)))
         self._shown: _Snapshot | None = None
+        self._pacer = (pacer or Pacer()) if paced else None
         self._handle = display(_bundle(self._cache), raw=True, display_id=True)  # type: ignore[no-untyped-call]
 
     def snapshot(self, run: Run) -> _Snapshot:
@@ -304,13 +312,24 @@ class GridView:
         return self._cache
 
     def render(self, snap: _Snapshot) -> None:
-        if snap is not self._shown:
-            self._shown = snap
-            self._handle.update(_bundle(snap), raw=True)
+        if snap is self._shown:
+            return
+        if self._pacer is not None:
+            size, now = _size(snap), time.monotonic()
+            if not self._pacer.due(size, now):
+                return
+            self._pacer.sent(size, now)
+        self._shown = snap
+        self._handle.update(_bundle(snap), raw=True)
 
     def close(self, snap: _Snapshot) -> None:
         self._shown = snap
         self._handle.update(_bundle(snap, time.perf_counter() - self._started), raw=True)
+
+
+def _size(snap: _Snapshot) -> int:
+    """Characters of a grid's content: what a redraw re-sends, give or take the markup."""
+    return sum(len(heading) + len(status) + sum(len(t) for t in texts) for heading, texts, status in snap.cells)
 
 
 class TextView:

@@ -34,7 +34,7 @@ import itertools
 import json
 import sys
 from collections import ChainMap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
@@ -157,8 +157,10 @@ class _Over(_Job):
         value = _items(self.user_ns, name)
         if _is_frame(value):
             self._frame(name, value, template, params)
-        else:
+        elif _small(value):
             self._list(name, list(value), template, params)
+        else:
+            self._lazy(name, value, template, params)
 
     def _list(self, name: str, items: list[Any], template: str, params: dict[str, Any]) -> None:
         count = DRY_RUN_PROMPTS if self.args.dry_run else len(items)
@@ -178,9 +180,56 @@ class _Over(_Job):
         except BatchInterrupted as interrupt:
             partial: BatchResult = interrupt.partial
             self.interrupted(interrupt, sum(not c.incomplete for c in partial), len(partial), "items")
+        self._finish(result)
+
+    def _finish(self, result: BatchResult) -> None:
         self.store(result)
         failures = [(f"item {i}", f"{type(c.error).__name__}: {c.error}") for i, c in enumerate(result) if c.error]
         self.report(failures, len(result), "items")
+
+    def _lazy(self, name: str, iterable: Any, template: str, params: dict[str, Any]) -> None:
+        """An iterable that is long, unsized or an iterator: read item by item, never all at once.
+
+        ``range(10**9)`` or ``itertools.count()`` work: ``--dry-run`` renders
+        the first few, a real run sends as the workers need items (memory
+        holds the results, not the input) until the end or an interrupt.
+        The first item is rendered here, so a template error still fails the
+        cell before anything is sent; a later item's template error fails that item.
+        """
+        total = _length(iterable)
+        items = iter(iterable)
+        head = list(itertools.islice(items, DRY_RUN_PROMPTS if self.args.dry_run else 1))
+        rendered = [self._render(template, index, item) for index, item in enumerate(head)]
+        if self.args.dry_run:
+            self._dry_run(f"--over {name}", total, "item", [f"[{i}]" for i in range(len(rendered))], rendered)
+            if items is iterable and head:
+                print(f"note: {name} is an iterator: showing these used them up; make it again before the real run")
+            if rendered:
+                self.print_request(self.build(rendered[0].text, params), "item 0")
+            return
+        if not rendered:
+            self._finish(BatchResult())
+            return
+        if rendered[0].unresolved:
+            print(_unresolved_note(rendered[0]))
+
+        def prompts() -> Iterator[str | ValidationError]:  # runs on the batch's thread, one item at a time
+            yield rendered[0].text
+            for index, item in enumerate(items, start=1):
+                try:
+                    yield self._render(template, index, item).text
+                except UsageError as exc:
+                    yield ValidationError(str(exc), param="prompt")
+
+        connection = self.connect()
+        try:
+            result = complete_many(_Sized(prompts(), total), stream=self.stream, **connection, **params)
+        except ValidationError as exc:
+            raise UsageError(str(exc)) from None
+        except BatchInterrupted as interrupt:
+            partial: BatchResult = interrupt.partial
+            self.interrupted(interrupt, sum(not c.incomplete for c in partial), len(partial), "items")
+        self._finish(result)
 
     def _frame(self, name: str, df: Any, template: str, params: dict[str, Any]) -> None:
         if self.args.dry_run:
@@ -221,9 +270,12 @@ class _Over(_Job):
                 "add a notebook value as a column first, e.g. df.assign(tone=tone)"
             ) from None
 
-    def _dry_run(self, heading: str, total: int, unit: str, labels: list[str], rendered: list[Rendered]) -> None:
-        shown = f"; the first {len(rendered)}" if len(rendered) < total else ""
-        print(f"{heading}: {_plural(total, unit)}{shown} (nothing sent):")
+    def _dry_run(
+        self, heading: str, total: int | None, unit: str, labels: list[str], rendered: list[Rendered]
+    ) -> None:
+        shown = f"; the first {len(rendered)}" if total is None or len(rendered) < total else ""
+        count = f"an unknown number of {unit}s" if total is None else _plural(total, unit)
+        print(f"{heading}: {count}{shown} (nothing sent):")
         for where, r in zip(labels, rendered, strict=True):
             print(f"{where}\n{r.text}")
         if rendered and rendered[0].names:
@@ -255,6 +307,42 @@ def _items(user_ns: Mapping[str, Any], name: str) -> Any:
                 f"--over {name}: a {type(value).__name__} holds no items; pass a list, tuple, Series or DataFrame"
             ) from None
     return value
+
+
+#: ``--over`` a sized collection up to this length is copied into a list first (and rendered up front);
+#: anything longer, unsized, or an iterator is read lazily.
+MATERIALIZE_LIMIT = 100_000
+
+
+def _length(value: Any) -> int | None:
+    try:
+        return len(value)
+    except Exception:  # no len(), or a len() that fails
+        return None
+
+
+def _small(value: Any) -> bool:
+    """Whether ``--over`` may copy ``value`` into a list: a short collection, not an iterator."""
+    if isinstance(value, (list, tuple)):
+        return True
+    length = _length(value)
+    return length is not None and length <= MATERIALIZE_LIMIT and iter(value) is not value
+
+
+class _Sized:
+    """An iterator that tells the batch its length (for the progress bar) without being read."""
+
+    def __init__(self, items: Iterator[Any], length: int | None) -> None:
+        self._items = items
+        self._length = length
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._items
+
+    def __len__(self) -> int:
+        if self._length is None:
+            raise TypeError("unknown length")
+        return self._length
 
 
 def _is_frame(value: Any) -> bool:
