@@ -1,4 +1,4 @@
-"""Figure 8: display data sent by a live sweep grid, paced vs redrawn on every change.
+"""Figure 9: display data sent by a live sweep grid, paced vs redrawn on every change.
 
 ``%%complete --sweep temperature=... --sweep top_p=... -n 4`` over a 10 x 10
 grid, against the demo server (its own process, ``tps`` throttled so the grid
@@ -63,7 +63,7 @@ def rows(side: int, tokens: int, tps: float) -> list[Row]:
     bound = 5 * final + 3 * Pacer().budget * paced["seconds"]
     return [
         Row(
-            f"8. live sweep grid, {side}x{side} settings, n=4, {tokens} tokens each",
+            f"9. live sweep grid, {side}x{side} settings, n=4, {tokens} tokens each",
             "bytes <= 5x final grid + 3 x 20,000 per second; >= 5x less than redrawing every change",
             f"{fmt_bytes(paced['bytes'])} in {paced['messages']} messages over {paced['seconds']:.0f} s "
             f"= {paced['bytes'] / final:.1f}x final, {every['bytes'] / paced['bytes']:.1f}x less than every change",
