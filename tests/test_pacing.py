@@ -52,7 +52,10 @@ def test_grid_view_redraws_paced_but_always_draws_the_end(shell: Any, monkeypatc
     monkeypatch.setattr(shell, "display_pub", counting)
     settings = [{"temperature": t / 10} for t in range(10)]
     view = GridView(settings)
-    snaps = [tuple((f"temperature={t / 10}", ("word " * (i + 1),), "running") for t in range(10)) for i in range(200)]
+    snaps = [
+        _Snapshot(tuple((f"temperature={t / 10}", ("word " * (i + 1),), "running") for t in range(10)), Tally(10))
+        for i in range(200)
+    ]
     for snap in snaps:
         view.render(snap)  # all within one interval of each other: only the first is due
     view.close(snaps[-1])

@@ -294,7 +294,9 @@ class GridView:
     every change, for the benchmark's before/after); the end state is always drawn.
     """
 
-    def __init__(self, settings: Sequence[Mapping[str, Any]], pacer: Pacer | None = None, *, paced: bool = True) -> None:
+    def __init__(
+        self, settings: Sequence[Mapping[str, Any]], pacer: Pacer | None = None, *, paced: bool = True
+    ) -> None:
         from IPython.display import display
 
         self._settings = settings
