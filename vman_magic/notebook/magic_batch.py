@@ -270,9 +270,7 @@ class _Over(_Job):
                 "add a notebook value as a column first, e.g. df.assign(tone=tone)"
             ) from None
 
-    def _dry_run(
-        self, heading: str, total: int | None, unit: str, labels: list[str], rendered: list[Rendered]
-    ) -> None:
+    def _dry_run(self, heading: str, total: int | None, unit: str, labels: list[str], rendered: list[Rendered]) -> None:
         shown = f"; the first {len(rendered)}" if total is None or len(rendered) < total else ""
         count = f"an unknown number of {unit}s" if total is None else _plural(total, unit)
         print(f"{heading}: {count}{shown} (nothing sent):")
