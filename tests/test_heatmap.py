@@ -9,37 +9,53 @@ from typing import Any
 from vman_magic.core.heatmap import NO_LOGPROBS_NOTE, ProbabilityView, probability_bin
 from vman_magic.core.models import CompletionBuilder, CompletionRequest
 
-# Tags and attributes JupyterLab's sanitizer keeps for untrusted outputs
-# (allowedAttributes["*"] in @jupyterlab/apputils' Sanitizer, the subset we use).
-SANITIZER_SAFE_TAGS = {"div", "span", "br", "em", "strong"}
-SANITIZER_SAFE_ATTRS = {"class", "style", "title"}
+# Tags and attributes JupyterLab's sanitizer keeps for untrusted outputs (allowedTags and
+# allowedAttributes["*"] in @jupyterlab/apputils' Sanitizer, the subset we use). <style> is
+# dropped there: it only adds hover, and a click still pins a card without it.
+SANITIZER_SAFE_TAGS = {"div", "span", "br", "em", "strong", "details", "summary", "table", "tr", "td"}
+SANITIZER_SAFE_ATTRS = {"class", "style"}
+TRUSTED_ONLY_TAGS = {"style"}
 
 
 class _Spans(HTMLParser):
-    """Collects token spans (text and title) and every tag/attribute seen."""
+    """Collects tokens (chip text and style, card text) and every tag/attribute seen outside <style>."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tokens: list[dict[str, Any]] = []
         self.tags: set[str] = set()
         self.attrs: set[str] = set()
-        self._in_token = False
+        self._where: str | None = None  # "chip", "tip" or None
+        self._depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.add(tag)
         self.attrs.update(name for name, _ in attrs)
         found = dict(attrs)
-        if tag == "span" and found.get("class") == "vman-token":
-            self.tokens.append({"title": found.get("title"), "style": found.get("style"), "text": ""})
-            self._in_token = True
+        if tag == "summary" and found.get("class") == "vman-token":
+            self.tokens.append({"style": found.get("style"), "text": "", "tip": ""})
+            self._where = "chip"
+        elif tag == "div" and found.get("class") == "vman-tip":
+            self._where, self._depth = "tip", 0
+        elif self._where == "tip" and tag == "div":
+            self._depth += 1
+        if self._where == "tip" and tag in ("div", "tr"):
+            self.tokens[-1]["tip"] += "\n"
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "span":
-            self._in_token = False
+        if tag == "summary" and self._where == "chip":
+            self._where = None
+        elif tag == "div" and self._where == "tip":
+            if self._depth == 0:
+                self._where = None
+            else:
+                self._depth -= 1
 
     def handle_data(self, data: str) -> None:
-        if self._in_token:
+        if self._where == "chip":
             self.tokens[-1]["text"] += data
+        elif self._where == "tip":
+            self.tokens[-1]["tip"] += data + " "
 
 
 def _lp_chunk(tokens: list[str], logprobs: list[float | None], index: int = 0) -> dict[str, Any]:
@@ -88,16 +104,27 @@ def test_html_uses_only_what_jupyterlab_sanitizer_keeps() -> None:
     """The heatmap relies only on tags and attributes that survive JupyterLab's HTML sanitizer."""
     c = _completion(_lp_chunk(["a", "\n", "  ", "b"], [-0.1, -0.2, -0.3, -5.0]))
     parsed = _parse(c.show_probabilities().html)
-    assert parsed.tags <= SANITIZER_SAFE_TAGS
+    assert parsed.tags <= SANITIZER_SAFE_TAGS | TRUSTED_ONLY_TAGS
     assert parsed.attrs <= SANITIZER_SAFE_ATTRS
+    assert "title" not in parsed.attrs  # no slow, unstyled native tooltip
+
+
+def test_cards_are_details_that_a_click_pins_and_the_style_sheet_adds_hover() -> None:
+    """Each token is a <details>/<summary> (a click or tap opens it without script); <style> only adds hover."""
+    c = _completion(_lp_chunk(["cat"], [math.log(0.5)]))
+    markup = c.show_probabilities().html
+    assert markup.count('<details class="vman-tok"') == 1 and "<summary" in markup
+    assert ".vman-heatmap details.vman-tok:hover::details-content{content-visibility:visible}" in markup
+    assert "<script" not in markup and "onclick" not in markup.lower()
 
 
 def test_tooltip_lists_alternatives_with_probabilities() -> None:
     """Each token's title shows its probability and the top alternatives, escaped."""
     c = _completion(_lp_chunk(["cat"], [math.log(0.5)]))
     (span,) = _parse(c.show_probabilities().html).tokens
-    assert "p=0.500" in span["title"]
-    assert "'<b>alt</b>'  0.184" in span["title"]  # exp(log(0.5) - 1)
+    assert "p = 0.500 · logprob -0.693" in span["tip"]
+    assert "'<b>alt</b>' 0.184" in span["tip"]  # exp(log(0.5) - 1), escaped in the markup
+    assert "'cat'" in span["tip"].split("top alternatives")[1]
 
 
 def test_colour_follows_probability_band() -> None:
@@ -110,12 +137,13 @@ def test_colour_follows_probability_band() -> None:
 
 
 def test_whitespace_tokens_are_visible() -> None:
-    """Newline tokens show a ↵ and a real line break; space-only tokens show dots."""
-    c = _completion(_lp_chunk(["a", "\n", "  "], [-0.1, -0.1, -0.1]))
+    """A newline token is a one-line ↵ chip (indentation as dots) with the line break after it; spaces show dots."""
+    c = _completion(_lp_chunk(["a", "\n    ", "  ", "b c"], [-0.1, -0.1, -0.1, -0.1]))
     markup = c.show_probabilities().html
-    assert "↵<br>" in markup
+    assert "↵····</summary>" in markup and "</details><br>" in markup and "<br>" not in markup.split("</summary>")[1]
     texts = [t["text"] for t in _parse(markup).tokens]
-    assert texts == ["a", "↵", "··"]
+    assert texts == ["a", "↵····", "··", "b c"]
+    assert all("white-space:pre;" in t["style"] for t in _parse(markup).tokens)  # never wraps inside a chip
 
 
 def test_echoed_prompt_tokens_are_grey_without_probability() -> None:
@@ -123,7 +151,7 @@ def test_echoed_prompt_tokens_are_grey_without_probability() -> None:
     c = _completion(_lp_chunk(["Hello", " world"], [None, -0.3]))
     prompt, generated = _parse(c.show_probabilities().html).tokens
     assert "background-color" not in prompt["style"] and "#888888" in prompt["style"]
-    assert "prompt" in prompt["title"]
+    assert "prompt" in prompt["tip"]
     assert "background-color" in generated["style"]
     assert "prompt" in str(c.show_probabilities()).splitlines()[1]
 

@@ -1,17 +1,30 @@
 """A token-probability heatmap of a :class:`~vman_magic.Completion`.
 
 ``Completion.show_probabilities()`` returns a :class:`ProbabilityView`: one
-``<span>`` per token, coloured by the probability the model gave it, with a
-hover tooltip listing the top alternatives. It answers the classroom question
-"how sure was the model, token by token?".
+chip per token, coloured by the probability the model gave it, whose card
+(the token, its probability and logprob, the top alternatives with bars)
+shows on hover and stays pinned after a click or a tap. It answers the
+classroom question "how sure was the model, token by token?".
 
-The HTML is built to survive JupyterLab's sanitizer, which renders untrusted
-outputs (any notebook opened from disk) with an allowlist: ``<style>`` blocks,
-``<script>`` and CSS hover cards are stripped, but inline ``style`` (colours,
-``white-space``) and the ``title`` attribute are kept. So every colour is an
-inline style, every tooltip a ``title``, and the text colour is set next to the
-background so a token stays readable in light and dark themes alike. Model text
-is always escaped: a model can emit ``<script>`` like any other token.
+The HTML is built for JupyterLab's two ways of rendering it:
+
+* **Untrusted outputs** (a notebook opened from someone else) go through a
+  sanitizer that keeps inline ``style`` and tags such as ``details``,
+  ``summary`` and ``table``, but drops ``<style>``, ``<script>``, event
+  handlers and ``tabindex`` on spans. So each token is a
+  ``<details>``/``<summary>`` pair: the browser opens and closes it on a
+  click or a tap with no script and no style sheet, which pins the card;
+  every colour and position is an inline style.
+* **Trusted outputs** (what the kernel just sent, a notebook you saved, the
+  panel's HTML widget) also get a small ``<style>`` block, scoped to
+  ``.vman-heatmap``: hovering a token shows its card (``::details-content``)
+  and the disclosure triangle is hidden.
+
+A newline token is a one-line "↵" chip followed by a line break outside the
+chip, so the text keeps its lines and no chip is taller than one line. The
+text colour is set next to the background so a token stays readable in
+light and dark themes. Model text is always escaped: a model can emit
+``<script>`` like any other token.
 
 Standard library only, like the rest of the rendering layer; takes the shapes of
 :mod:`vman_magic.core.shapes`, never the models (which call it).
@@ -57,9 +70,36 @@ _BINS: tuple[_Bin, ...] = (
     _Bin(0.0, "#d73027", "#ffffff", "< 0.1"),
 )
 
-_TOKEN_STYLE = "white-space:pre-wrap;border-radius:2px;padding:0 1px;margin:0 1px 1px 0;display:inline-block"
-_ECHO_STYLE = "color:#888888;white-space:pre-wrap;padding:0 1px;margin:0 1px 1px 0;display:inline-block"
-_BOX_STYLE = "font-family:var(--jp-code-font-family,monospace);font-size:13px;line-height:1.7"
+_CHIP_STYLE = "white-space:pre;border-radius:2px;padding:0 1px;display:inline-block;cursor:pointer;list-style:none"
+_ECHO_STYLE = "color:#888888;white-space:pre;padding:0 1px;display:inline-block;cursor:pointer;list-style:none"
+_TOKEN_STYLE = "white-space:pre;border-radius:2px;padding:0 1px;margin:0 1px 1px 0;display:inline-block"  # legend
+_DETAILS_STYLE = "display:inline-block;position:relative;vertical-align:top;margin:0 1px 1px 0"
+_TIP_STYLE = (
+    "position:absolute;z-index:20;left:0;top:100%;margin-top:3px;min-width:13em;max-width:26em;padding:6px 8px;"
+    "border-radius:4px;border:1px solid var(--jp-border-color1,#bdbdbd);box-shadow:0 2px 8px rgba(0,0,0,0.25);"
+    "background:var(--jp-layout-color0,#ffffff);color:var(--jp-content-font-color1,#000000);"
+    "font-size:12px;line-height:1.45;white-space:normal;cursor:auto"
+)
+_BOX_STYLE = "font-family:var(--jp-code-font-family,monospace);font-size:13px;line-height:1.7;padding-bottom:2px"
+_BAR_WIDTH = 80  # pixels of a probability-1 bar in the alternatives table
+# JupyterLab right-aligns and stripes table cells in outputs; the card's table wants neither
+_ROW = "background:transparent"
+_CELL = "padding:0 6px 0 0;text-align:left;background:transparent;border:none"
+# Only trusted outputs keep it (JupyterLab's sanitizer drops <style>); without it a click still pins a card.
+_STYLE_SHEET = (
+    "<style>"
+    ".vman-heatmap summary.vman-token::-webkit-details-marker{display:none}"
+    ".vman-heatmap summary.vman-token::marker{content:''}"
+    ".vman-heatmap details.vman-tok:hover::details-content{content-visibility:visible}"
+    ".vman-heatmap details.vman-tok:hover{z-index:30}"
+    # JupyterLab's output boxes clip or scroll what overflows them, which would cut a card under the last lines
+    ".jp-OutputArea:has(.vman-heatmap),.jp-OutputArea-child:has(.vman-heatmap),"
+    ".jp-OutputArea-output:has(.vman-heatmap){overflow:visible}"
+    ".vman-heatmap details.vman-tok[open]{z-index:25}"
+    ".vman-heatmap details.vman-tok[open]>summary.vman-token{outline:2px solid var(--jp-brand-color1,#1976d2)}"
+    ".vman-heatmap details.vman-tok:hover>summary.vman-token{outline:1px solid var(--jp-brand-color1,#1976d2)}"
+    "</style>"
+)
 
 
 def probability_bin(p: float) -> _Bin:
@@ -93,17 +133,17 @@ def _visible(token: str) -> str:
 
 
 def _visible_html(token: str) -> str:
-    """Escaped token HTML: newlines become ↵ plus a real line break.
+    """Escaped text of a one-line chip: a newline is "↵", and spaces around one, or alone, are dots.
 
     Tokens made only of spaces get middle dots, or a space token would be an
-    invisible sliver; other spaces are kept by ``white-space:pre-wrap``.
+    invisible sliver; other spaces are kept by ``white-space:pre``. The line
+    break a newline stands for is drawn after the chip (see ``_token_html``).
     """
     if token == "":
         return "∅"
-    if token.strip(" ") == "":
-        return "·" * len(token)
-    out = html.escape(token.replace("\r", "␍").replace("\t", "→"), quote=False)
-    return out.replace("\n", "↵<br>")
+    if token.strip(" ") == "" or "\n" in token:
+        token = token.replace(" ", "·")
+    return html.escape(token.replace("\r", "␍").replace("\t", "→").replace("\n", "↵"), quote=False)
 
 
 def _alternatives(top: Mapping[str, float] | None) -> list[tuple[str, float]]:
@@ -115,6 +155,7 @@ def _alternatives(top: Mapping[str, float] | None) -> list[tuple[str, float]]:
 
 
 def _tooltip(token: str, p: float | None, logprob: float | None, top: list[tuple[str, float]]) -> str:
+    """The card's text, for ``text/plain`` readers and tests: token, p, logprob, alternatives."""
     if p is None:
         return f"{_visible(token)!r}: prompt (echoed), no probability"
     shown = f"{logprob:.3f}" if isinstance(logprob, float) else str(logprob)[:20]
@@ -123,6 +164,46 @@ def _tooltip(token: str, p: float | None, logprob: float | None, top: list[tuple
         lines.append("top alternatives:")
         lines.extend(f"  {_visible(tok)!r}  {q:.3f}" for tok, q in top)
     return "\n".join(lines)
+
+
+def _card_html(token: str, p: float | None, logprob: float | None, top: list[tuple[str, float]]) -> str:
+    """The card a hover shows and a click pins: the token, its probability and logprob, the alternatives as bars."""
+    head = f'<div style="font-family:var(--jp-code-font-family,monospace);font-weight:600">{html.escape(repr(_visible(token)))}</div>'
+    if p is None:
+        return head + "<div>prompt (echoed): no probability</div>"
+    parts = [head, f"<div>p = {p:.3f} · logprob {logprob:.3f}</div>"]
+    if top:
+        rows = []
+        for tok, q in top:
+            band = probability_bin(q)
+            chosen = "font-weight:600;" if tok == token else ""  # the token the model picked
+            bar = (
+                f'<span style="display:inline-block;height:8px;width:{max(1, round(q * _BAR_WIDTH))}px;'
+                f'background-color:{band.background};border-radius:2px"></span>'
+            )
+            rows.append(
+                f'<tr style="{chosen}{_ROW}"><td style="font-family:var(--jp-code-font-family,monospace);'
+                f'white-space:pre;{_CELL}">{html.escape(repr(_visible(tok)))}</td>'
+                f'<td style="{_CELL}">{bar}</td><td style="{_CELL};text-align:right">{q:.3f}</td></tr>'
+            )
+        parts.append('<div style="margin-top:4px;color:var(--jp-ui-font-color2,#777777)">top alternatives</div>')
+        parts.append(f'<table style="border-collapse:collapse;font-size:12px">{"".join(rows)}</table>')
+    return "".join(parts)
+
+
+def _token_html(token: str, p: float | None, logprob: float | None, top: list[tuple[str, float]]) -> str:
+    """One token: a ``<details>`` whose ``<summary>`` is the coloured chip and whose body is the card."""
+    if p is None:
+        chip = _ECHO_STYLE
+    else:
+        band = probability_bin(p)
+        chip = f"background-color:{band.background};color:{band.foreground};{_CHIP_STYLE}"
+    out = (
+        f'<details class="vman-tok" style="{_DETAILS_STYLE}">'
+        f'<summary class="vman-token" style="{chip}">{_visible_html(token)}</summary>'
+        f'<div class="vman-tip" style="{_TIP_STYLE}">{_card_html(token, p, logprob, top)}</div></details>'
+    )
+    return out + "<br>" if "\n" in token else out
 
 
 class ProbabilityView:
@@ -143,7 +224,7 @@ class ProbabilityView:
         choices = [c for c in self.completion.choices if c.logprobs is not None and c.logprobs.tokens]
         if not choices:
             return f'<div style="{_BOX_STYLE}"><em>{html.escape(self._empty_note())}</em></div>'
-        parts = [f'<div class="vman-heatmap" style="{_BOX_STYLE}">']
+        parts = [f'<div class="vman-heatmap" style="{_BOX_STYLE}">{_STYLE_SHEET}']
         many = len(self.completion.choices) > 1
         for choice in choices:
             if many:
@@ -158,19 +239,12 @@ class ProbabilityView:
     def _choice_html(self, choice: ChoiceShape) -> str:
         lp = choice.logprobs
         assert lp is not None  # filtered by the caller
-        spans = []
+        out = []
         for i, token in enumerate(lp.tokens):
             logprob = lp.token_logprobs[i] if i < len(lp.token_logprobs) else None
             top = _alternatives(lp.top_logprobs[i] if i < len(lp.top_logprobs) else None)
-            p = _prob(logprob)
-            title = html.escape(_tooltip(token, p, logprob, top), quote=True)
-            if p is None:
-                style = _ECHO_STYLE
-            else:
-                band = probability_bin(p)
-                style = f"background-color:{band.background};color:{band.foreground};{_TOKEN_STYLE}"
-            spans.append(f'<span class="vman-token" style="{style}" title="{title}">{_visible_html(token)}</span>')
-        return "".join(spans)
+            out.append(_token_html(token, _prob(logprob), logprob, top))
+        return "".join(out)
 
     def _empty_note(self) -> str:
         notes = [*self.completion.notes]
@@ -217,4 +291,5 @@ def _legend_html() -> str:
         for b in reversed(_BINS)
     )
     echo = f'<span style="{_ECHO_STYLE}">prompt</span>'
-    return f'<div style="font-size:11px;margin-top:4px">probability: {swatches} {echo} · hover a token for alternatives</div>'
+    hint = "hover a token for its alternatives; a click or a tap pins them"
+    return f'<div style="font-size:11px;margin-top:4px">probability: {swatches} {echo} · {hint}</div>'
