@@ -15,6 +15,8 @@ under ``CI``, where they must run.
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import secrets
 import shutil
@@ -63,9 +65,11 @@ PANEL_CELL = (
     '                     logprobs=5, logit_bias={"0": -100})  # no end-of-text: a long stream to stop\n'
     "p"
 )
+HEATMAP_CELL = "%%complete -o h -t 0.6 --seed 3 --max-tokens 40 --show-probs\nReturn the number of"
 PANEL_CHECK_CELL = 'print("incomplete:", p.result.incomplete, "chars:", len(p.result.text))'
 PANEL_TEXT_CELL = "print(p.result.text)"
 PANEL_OUTPUT = ".vman-live"  # the panel's live view (an HTML widget)
+LIVE_PANEL = ".jp-OutputArea-output:has(.vman-panel)"  # the output showing the widget (its snapshot is hidden)
 # Lab settings for a quiet, fully rendered notebook: no news popup, every cell in the DOM.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false"}',
@@ -147,7 +151,8 @@ def _serve(app: str, demo_server: Any, home: Path) -> Iterator[Jupyter]:
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         shutil.copy(notebook, root)
     quickstart = nbformat.read(root / "01-quickstart.ipynb", as_version=4)
-    quickstart.cells += [nbformat.v4.new_code_cell(c) for c in (PANEL_CELL, PANEL_CHECK_CELL, PANEL_TEXT_CELL)]
+    extra = (PANEL_CELL, PANEL_CHECK_CELL, PANEL_TEXT_CELL, HEATMAP_CELL)
+    quickstart.cells += [nbformat.v4.new_code_cell(c) for c in extra]
     nbformat.write(quickstart, root / "01-quickstart.ipynb")
     for name, text in LAB_SETTINGS.items():
         (home / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +235,7 @@ def artifacts() -> Path:
 
 def _open_quickstart(app: Jupyter, browser: Any) -> Iterator[Any]:
     """A fresh page with the quickstart open in ``app``, its kernel idle and ``%load_ext vman_magic`` run."""
-    page = browser.new_page(viewport=VIEWPORT)
+    page = browser.new_page(viewport=VIEWPORT, permissions=["clipboard-read", "clipboard-write"])
     page.set_default_timeout(WAIT_MS)
     try:
         page.goto(app.tree("01-quickstart.ipynb"))
@@ -363,7 +368,7 @@ def test_panel_stop_keeps_the_partial_result(quickstart: Any, artifacts: Path) -
     # said once, in the footer under the text; the status line next to the buttons is empty again
     assert target.locator(f".widget-html:not({PANEL_OUTPUT})", has_text="stopped by you").count() == 0
     assert target.locator(f"{PANEL_OUTPUT} .vman-footer", has_text="stopped by you after").count() == 1
-    assert "running" not in target.locator(".widget-html", has_text="running").all_inner_texts()
+    assert target.locator(".widget-html", has_text="running…").count() == 0
 
     check = cell(page, "p.result.incomplete")
     run_cell(page, check)
@@ -376,7 +381,7 @@ def test_panel_stop_keeps_the_partial_result(quickstart: Any, artifacts: Path) -
     heatmap.wait_for()
     assert "incomplete" in heatmap.inner_text()
     page.set_viewport_size({"width": VIEWPORT["width"], "height": 1000})  # the panel and its heatmap in one view
-    target.locator(".jp-OutputArea-output").first.screenshot(path=artifacts / "panel-heatmap.png")
+    target.locator(LIVE_PANEL).screenshot(path=artifacts / "panel-heatmap.png")
 
 
 def test_panel_output_shows_the_stream(quickstart: Any, artifacts: Path) -> None:
@@ -406,6 +411,158 @@ def test_panel_output_shows_the_stream(quickstart: Any, artifacts: Path) -> None
     run_cell(page, printer)
     wait_done(printer)
     assert stdout_text(printer).rstrip("\n") == live.inner_text().rstrip("\n") != ""
+
+
+# --------------------------------------------------------------------------- issue 15: what a class sees
+
+
+def test_heatmap_chips_are_one_line_and_a_click_pins_the_card(quickstart: Any, artifacts: Path) -> None:
+    """--show-probs: every chip (newlines too) is one line high; hovering shows a styled card, a click pins it."""
+    page = quickstart
+    target = cell(page, "--show-probs")
+    run_cell(page, target)
+    wait_done(target)
+    heatmap = target.locator(".vman-heatmap")
+    heatmap.wait_for()
+    chips = heatmap.locator("summary.vman-token")
+    heights = [chips.nth(i).bounding_box()["height"] for i in range(chips.count())]
+    assert len(heights) == 40 and max(heights) <= min(heights) * 1.3, heights
+    newline = heatmap.locator("summary.vman-token", has_text="↵").first
+    card = newline.locator("xpath=..").locator(".vman-tip")  # the card is the summary's sibling in its <details>
+    shown = "e => e.checkVisibility()"
+    assert not card.evaluate(shown), "a card shows before any hover or click"
+    newline.hover()
+    poll_until(lambda: card.evaluate(shown), "the card to show on hover")
+    page.mouse.move(5, 5)
+    poll_until(lambda: not card.evaluate(shown), "the card to hide when the pointer leaves")
+    newline.click()
+    page.mouse.move(5, 5)
+    assert card.evaluate(shown), "a click pins the card"
+    text = card.inner_text()
+    assert "'↵'" in text and "p = " in text and "logprob" in text and "top alternatives" in text
+    assert card.evaluate("e => getComputedStyle(e).position") == "absolute"  # a card over the text, not in it
+    output = target.locator(".jp-OutputArea-output:has(.vman-heatmap)")
+    output.scroll_into_view_if_needed()
+    page.mouse.wheel(0, 150)  # room under the heatmap for the card
+    page.mouse.move(5, 5)
+    box, tip = output.bounding_box(), card.bounding_box()
+    bottom = max(box["y"] + box["height"], tip["y"] + tip["height"]) + 8
+    clip = {"x": box["x"] - 8, "y": box["y"] - 8, "width": box["width"] + 16, "height": bottom - box["y"] + 8}
+    page.screenshot(path=artifacts / "heatmap-pinned.png", clip=clip)
+    assert card.evaluate(
+        "e => document.elementFromPoint(e.getBoundingClientRect().x + 5, e.getBoundingClientRect().bottom - 5)?.closest('.vman-tip') === e"
+    )  # not cut off, not covered
+    newline.click()
+    page.mouse.move(5, 5)
+    poll_until(lambda: not card.evaluate(shown), "a second click to unpin the card")
+
+
+def test_copy_as_code_copies_shows_the_code_framed_and_inserts_below_the_panel(
+    quickstart: Any, artifacts: Path
+) -> None:
+    """ "Copy as code" writes the %%complete cell to the clipboard, says "Copied", frames the code right under
+    the button (long lines scroll, never wrap), and "Insert below" puts the cell right after the panel's cell."""
+    page = quickstart
+    target = start_panel(page)
+    button = target.locator("button.vman-code-button", has_text="Copy as code")
+    button.click()
+    status = target.locator(".vman-code-status")
+    poll_until(lambda: "Copied" in status.inner_text(), "the Copied confirmation")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("%%complete --model vman-demo -o completion") and "Return the number of" in copied
+    frame = target.locator(".vman-code-frame")
+    code = frame.locator("pre.vman-code-text").first
+    assert code.inner_text() == copied
+    assert code.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"  # scrolls sideways, never breaks a word
+    assert frame.evaluate("e => getComputedStyle(e).borderTopStyle") == "solid"
+    below, box = button.bounding_box(), frame.bounding_box()
+    assert 0 <= box["y"] - (below["y"] + below["height"]) < 40 and abs(box["x"] - below["x"]) < 40
+    target.scroll_into_view_if_needed()
+    target.locator(LIVE_PANEL).screenshot(path=artifacts / "panel-copy-as-code.png")
+
+    sources = "() => Array.from(document.querySelectorAll('.jp-Notebook .jp-Cell')).map(c => c.querySelector('.jp-InputArea-editor')?.textContent ?? '')"
+    before = page.evaluate(sources)
+    target.locator("button.vman-code-button", has_text="Insert below").click()
+    poll_until(lambda: len(page.evaluate(sources)) == len(before) + 1, "the new cell")
+    after = page.evaluate(sources)
+    panel_index = next(i for i, text in enumerate(after) if "p = vman_magic.panel(" in text)
+    assert after[panel_index + 1].startswith("%%complete --model vman-demo -o completion")
+    assert "Inserted" in status.inner_text()
+
+
+SNAPSHOT_NOTEBOOK = "05-saved-panel.ipynb"
+SNAPSHOT_CELLS = [
+    "%load_ext vman_magic",
+    "%%complete -o r -t 0.6 --seed 3 --max-tokens 20\nReturn the number of",
+    "%%complete -n 2 -t 1 --seed 1 --max-tokens 12\nThe default value is",
+    "%%complete -o h -t 0.6 --seed 3 --max-tokens 20 --show-probs\nReturn the number of",
+    'import vman_magic\np = vman_magic.panel(prompt="The default value is", max_tokens=20, temperature=0.6, seed=3)\np',
+]
+
+
+def test_a_saved_notebook_reopened_shows_a_snapshot_of_the_panel(lab: Jupyter, browser: Any, artifacts: Path) -> None:
+    """Run the panel, save, reopen with a new kernel: the panel's snapshot (settings and last result) shows instead
+    of "model not found", and the stream, the -n grid and the heatmap still render."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in SNAPSHOT_CELLS])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(notebook, lab.root / SNAPSHOT_NOTEBOOK)
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(lab.tree(SNAPSHOT_NOTEBOOK) + "&reset")  # only this notebook: no tab restored from other tests
+        page.locator(lab.idle).first.wait_for()
+        for marker in ("%load_ext", "%%complete -o r", "%%complete -n 2", "%%complete -o h", "p = vman_magic.panel("):
+            target = cell(page, marker)
+            run_cell(page, target)
+            wait_done(target)
+        panel = cell(page, "p = vman_magic.panel(")
+        panel.locator("button.widget-button", has_text="Run").click()
+        footer = panel.locator(f"{PANEL_OUTPUT} .vman-footer")
+        footer.wait_for()
+        live = panel.locator(f"{PANEL_OUTPUT} .vman-text").inner_text()
+        assert live and not panel.locator(".vman-panel-snapshot").is_visible(), (
+            "the snapshot shows next to the live panel"
+        )
+        saved = lab.root / SNAPSHOT_NOTEBOOK
+        page.keyboard.press("Control+s")
+        poll_until(lambda: html.escape(live.strip()) in _saved_html(saved), "the last run's snapshot in the saved file")
+        stream = cell(page, "%%complete -o r").locator(STDOUT).inner_text()
+    finally:
+        page.close()
+    for session in _api(lab, "sessions"):  # shut the kernel down: the widget models die with it
+        _api(lab, f"sessions/{session['id']}", method="DELETE")
+
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(lab.tree(SNAPSHOT_NOTEBOOK) + "&reset")  # only this notebook: no tab restored from other tests
+        page.locator(lab.idle).first.wait_for()
+        panel = cell(page, "p = vman_magic.panel(")
+        snapshot = panel.locator(".vman-panel-snapshot")
+        snapshot.wait_for()
+        assert snapshot.is_visible() and snapshot.locator(".vman-text").inner_text() == live
+        assert "The default value is" in snapshot.inner_text() and "max_tokens=20" in snapshot.inner_text()
+        assert not panel.get_by_text("Error displaying widget").is_visible()
+        assert cell(page, "%%complete -o r").locator(STDOUT).inner_text() == stream
+        assert cell(page, "-n 2").locator(".vman-grid .vman-choice").count() == 2
+        assert cell(page, "--show-probs").locator(".vman-heatmap summary.vman-token").count() == 20
+        panel.scroll_into_view_if_needed()
+        page.screenshot(path=artifacts / "saved-notebook-snapshot.png")
+    finally:
+        page.close()
+
+
+def _saved_html(path: Path) -> str:
+    """Every text/html output of the notebook file at ``path``, as saved."""
+    notebook = nbformat.read(path, as_version=4)
+    return "".join(o.get("data", {}).get("text/html", "") for c in notebook.cells for o in c.get("outputs", []))
+
+
+def _api(app: Jupyter, path: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(f"{app.base_url}/api/{path}?token={app.token}", method=method)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        body = answer.read()
+    return json.loads(body) if body else None
 
 
 # Last in the module: Notebook 7 starts only after the JupyterLab tests ran.

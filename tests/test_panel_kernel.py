@@ -89,13 +89,39 @@ def test_run_click_leaves_the_kernel_free_and_streams_into_widget_state(
     assert escaped in values[-1] and "stopped by you after" in values[-1]
 
 
-def test_panel_displays_as_a_widget_with_a_one_line_text_fallback(kernel: BlockingKernelClient) -> None:
-    """In a kernel the panel's result is a widget view, and its text/plain is the one-line notice."""
+def test_panel_displays_a_snapshot_then_the_widget(kernel: BlockingKernelClient, demo_server: Any) -> None:
+    """In a kernel the panel is two outputs: a static snapshot (what a saved notebook keeps, replaced after
+    every run, also one started by a click) and the widget view with its one-line text fallback."""
     log: list[dict[str, Any]] = []
-    run_cell(kernel, "import vman_magic\nvman_magic.panel(base_url='http://127.0.0.1:9/v1', model='m')", log)
-    (result,) = [m["content"]["data"] for m in log if m["msg_type"] == "execute_result"]
-    assert "application/vnd.jupyter.widget-view+json" in result
-    assert result["text/plain"].startswith("vman-magic Playground panel") and "\n" not in result["text/plain"]
+    run_cell(
+        kernel,
+        "import asyncio, html, vman_magic\n"
+        f"p = vman_magic.panel(base_url={demo_server.base_url!r}, model='vman-demo', prompt='Once', max_tokens=3)\n"
+        "p",
+        log,
+    )
+    snapshot, widget = [m["content"] for m in log if m["msg_type"] in ("display_data", "execute_result")]
+    assert (
+        'class="vman-panel-snapshot"' in snapshot["data"]["text/html"] and "no run yet" in snapshot["data"]["text/html"]
+    )
+    assert "application/vnd.jupyter.widget-view+json" in widget["data"]
+    assert (
+        widget["data"]["text/plain"].startswith("vman-magic Playground panel")
+        and "\n" not in widget["data"]["text/plain"]
+    )
+    display_id = snapshot["transient"]["display_id"]
+
+    log = []
+    run_cell(kernel, "p.run_button.click()", log)
+    run_cell(
+        kernel,
+        "while p.running or p.result is None:\n    await asyncio.sleep(0.02)\nprint(html.escape(p.result.text))",
+        log,
+    )
+    (text,) = [m["content"]["text"] for m in log if m["msg_type"] == "stream"]
+    updates = [m["content"] for m in log if m["msg_type"] == "update_display_data"]
+    assert [u["transient"]["display_id"] for u in updates] == [display_id]
+    assert text.rstrip("\n") in updates[0]["data"]["text/html"] and "no run yet" not in updates[0]["data"]["text/html"]
 
 
 def test_stop_works_while_run_blocks_the_cell(kernel: BlockingKernelClient, demo_server: Any) -> None:

@@ -136,3 +136,33 @@ def test_sliders_are_wide_enough_for_their_steps(p) -> None:
     for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         layout = p.controls.widgets[name].layout
         assert layout.flex == "1 1 auto" and int(layout.min_width.removesuffix("px")) >= 300
+
+
+def test_copy_as_code_box_holds_the_current_code(p) -> None:
+    """The front-end box always holds the %%complete cell and the Python call Run would send, or what to fix."""
+    assert p.code_box.cell == p.magic_code and p.code_box.error == ""
+    assert p.code.endswith(p.code_box.python) and p.code.startswith(p.code_box.cell)
+    compile(p.code_box.python, "<panel>", "exec")
+    p.controls.widgets["temperature"].value = 0.5
+    assert "--temperature 0.5" in p.code_box.cell and "temperature=0.5" in p.code_box.python
+    p.controls.widgets["seed"].value = "abc"
+    assert p.code_box.error.startswith("fix the settings first: seed must be an integer")
+    assert p.code_box.anchor == p.model_id  # the browser inserts the new cell below this panel's output
+
+
+def test_insert_falls_back_to_the_kernel_where_the_front_end_cannot(p, shell) -> None:
+    """A front end without a notebook model asks the kernel, which queues the cell with set_next_input."""
+    q = panel(base_url=UNREACHABLE, model="m", prompt="hi", shell=shell)
+    q.code_box._handle(q.code_box, {"event": "insert"}, [])
+    assert shell.rl_next_input == q.magic_code
+    assert "next cell you run" in q.status.value
+    shell.rl_next_input = None
+
+
+def test_snapshot_shows_the_settings_and_no_run_yet(p) -> None:
+    """Before any run the snapshot names the model, the prompt and the parameters, escaped."""
+    q = panel(base_url=UNREACHABLE, model="m<x>", prompt="<b>hi</b>", max_tokens=7)
+    bundle = q._snapshot()
+    assert 'class="vman-panel-snapshot"' in bundle["text/html"] and "no run yet" in bundle["text/html"]
+    assert "&lt;b&gt;hi&lt;/b&gt;" in bundle["text/html"] and "m&lt;x&gt;" in bundle["text/html"]
+    assert "max_tokens=7" in bundle["text/plain"] and "<b>" not in bundle["text/html"].split("</style>", 2)[-1]

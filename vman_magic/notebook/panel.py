@@ -47,6 +47,7 @@ import asyncio
 import collections
 import contextlib
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -62,10 +63,12 @@ from ..core.kernel import in_kernel
 from ..core.models import Completion, CompletionBuilder, CompletionRequest
 from ..core.params import PARAMS_BY_NAME
 from ..core.template import render
+from .code_box import CodeBox
 from .display import LiveView, tokens_received
 from .pace import paced
-from .panel_code import copy_as_code, magic_cell
-from .panel_widgets import LOGPROBS_OFF, LOGPROBS_RANGE, WIDGET_PARAMS, CodeSection, ParamControls, message_html
+from .panel_code import copy_as_code, magic_cell, python_code
+from .panel_snapshot import LIVE_STYLE, PANEL_CLASS, snapshot_bundle
+from .panel_widgets import LOGPROBS_OFF, LOGPROBS_RANGE, WIDGET_PARAMS, ParamControls, message_html
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -173,12 +176,16 @@ class Panel(w.VBox):  # type: ignore[misc]
         self.status = w.HTML()
         self.output = w.HTML(layout={"width": "auto", "min_height": "2em", "border": _BORDER, "padding": "2px 6px"})
         self.output.add_class("vman-live")
-        self.show_probabilities = w.ToggleButton(description="Show probabilities", icon="th", layout=fit)
+        self.show_probabilities = w.ToggleButton(
+            description="Show probabilities",
+            icon="th",
+            layout={**fit, "flex": "0 0 auto"},  # never squeezed
+        )
         self.heatmap = w.HTML()
-        self._code_section = CodeSection(lambda: self.code, lambda: self._get_shell() is not None, fit)
-        self.show_code = self._code_section.toggle
-        self.code_view = self._code_section.view
-        self.insert_button = self._code_section.insert_button
+        # copies, frames and inserts in the browser; its anchor tells it which output is this panel's
+        self.code_box = CodeBox(anchor=self.model_id, on_insert=self._insert_from_button)
+        self._snapshot_id = uuid.uuid4().hex  # the saved notebook's stand-in for this panel (see panel_snapshot)
+        self._snapshot_shown = False
 
         for widget in (self.model, self.prompt, self.stream, self.var):
             widget.observe(lambda _change: self._validate(), names="value")
@@ -197,11 +204,11 @@ class Panel(w.VBox):  # type: ignore[misc]
             *([w.HTML(message_html(f"also sent: {extra}", error=False))] if extra else []),
             w.HBox([self.run_button, self.stop_button, self.status]),
             self.output,
-            w.HBox([self.show_probabilities, self.show_code, self.insert_button]),
+            w.HBox([self.show_probabilities, self.code_box], layout={"align_items": "flex-start"}),
             self.heatmap,
-            self.code_view,
+            w.HTML(LIVE_STYLE, layout={"display": "none"}),  # hides the snapshot while this panel is on the page
         ]
-        self.insert_button.on_click(lambda _button: self.insert_code())
+        self.add_class(PANEL_CLASS)
         self._update_probability_toggle()
         self._validate()
         self._start_model_fetch()
@@ -300,9 +307,22 @@ class Panel(w.VBox):  # type: ignore[misc]
             self.status.value = ""
         self.run_button.disabled = error is not None or self.running
         self.run_button.tooltip = str(error) if error else "send the request"
-        if self.show_code.value:
-            self._code_section.render()
+        self._render_code()
         return request
+
+    def _render_code(self) -> None:
+        """Keep "Copy as code" current, so a click copies at once what Run would send."""
+        try:
+            request = self.request
+        except ValidationError as exc:
+            self.code_box.error = f"fix the settings first: {exc}"
+            return
+        settings = self.settings  # the settings a run would use now, as for p.code
+        base_url = self._base_url_flag(settings)
+        self.code_box.cell = magic_cell(request, self.prompt.value, var=self.var.value, base_url=base_url)
+        key_given = settings.api_key is not None and settings.sources.get("api_key") == "argument"
+        self.code_box.python = python_code(request, self.prompt.value, base_url=base_url, key_given=key_given)
+        self.code_box.error = ""
 
     def _check_var(self) -> None:
         name = self.var.value.strip()
@@ -493,6 +513,7 @@ class Panel(w.VBox):  # type: ignore[misc]
             shell.user_ns["_completion"] = result
         self._update_probability_toggle()
         self._render_heatmap()
+        self._update_snapshot()
 
     # -- models, heatmap, code ------------------------------------------
     def refresh_models(self) -> list[str]:
@@ -569,17 +590,57 @@ class Panel(w.VBox):  # type: ignore[misc]
             self.heatmap.value = ""
 
     def insert_code(self) -> None:
-        """Put the ``%%complete`` cell in a new cell via ``set_next_input``.
+        """Put the ``%%complete`` cell in a new cell via ``set_next_input`` (from code: ``p.insert_code()``).
 
-        Kernels deliver that with the reply to an executed cell, so from the
-        button the new cell appears when the next cell runs; calling
-        ``p.insert_code()`` in a cell inserts it right below.
+        Kernels deliver that with the reply to an executed cell, so called in a
+        cell it inserts right below that cell. The "Insert below" button does
+        better in JupyterLab and Notebook 7: it inserts below the panel at once,
+        in the browser (see :mod:`vman_magic.notebook.code_box`).
         """
         shell = self._get_shell()
         if shell is None:
             raise RuntimeError("inserting a cell needs IPython; copy p.code instead")
         shell.set_next_input(self.magic_code)
+
+    def _insert_from_button(self) -> None:
+        """ "Insert below" where the front end has no notebook model to insert into: the kernel's way."""
+        self.insert_code()
         self.status.value = message_html("the new cell appears below the next cell you run", error=False)
+
+    # -- the saved notebook's snapshot -----------------------------------
+    def _snapshot(self) -> dict[str, str]:
+        """The panel as static HTML: the settings of the last run (or the current ones) and its result."""
+        ran = self.result.request if self.result is not None else None
+        if ran is not None:
+            params: dict[str, Any] = {**ran.params(), "stream": ran.stream}
+            model = ran.model
+        else:
+            try:
+                params = self.params
+            except ValidationError:
+                params = {}
+            model = self.model.value.strip()
+        return snapshot_bundle(
+            model=model, prompt=self.prompt.value, params=params, var=self.var.value, result=self.result
+        )
+
+    def _update_snapshot(self) -> None:
+        """Replace the displayed snapshot after a run, so a saved notebook holds the last result."""
+        if self._snapshot_shown:
+            from IPython.display import update_display
+
+            update_display(self._snapshot(), display_id=self._snapshot_id, raw=True)  # type: ignore[no-untyped-call, unused-ignore]
+
+    def _ipython_display_(self) -> None:
+        """In a kernel: the snapshot, then the live widget (two outputs); elsewhere the one-line description."""
+        from IPython.display import display
+
+        if not in_kernel():
+            print(self._repr_mimebundle_()["text/plain"])
+            return
+        display(self._snapshot(), raw=True, display_id=self._snapshot_id)  # type: ignore[no-untyped-call, unused-ignore]
+        self._snapshot_shown = True
+        display(self._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call, unused-ignore]
 
     # -- display without a front end -------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:

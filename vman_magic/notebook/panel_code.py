@@ -26,7 +26,7 @@ from ..core.params import PARAMS_BY_NAME
 if TYPE_CHECKING:
     from ..core.models import CompletionRequest
 
-__all__ = ["copy_as_code", "decode_escapes", "encode_escapes", "magic_cell", "python_call"]
+__all__ = ["copy_as_code", "decode_escapes", "encode_escapes", "magic_cell", "python_call", "python_code"]
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
@@ -111,19 +111,24 @@ def _py(value: Any) -> str:
     return repr(value)
 
 
-def copy_as_code(
-    request: CompletionRequest, body: str, *, var: str, base_url: str | None = None, key_given: bool = False
-) -> str:
-    """The "Copy as code" text: the ``%%complete`` cell, then the equivalent Python call.
+def python_code(request: CompletionRequest, body: str, *, base_url: str | None = None, key_given: bool = False) -> str:
+    """The Python call, after notes on what the code does not carry over.
 
-    Notes under the cell say what the code does not carry over: trailing
-    newlines of ``body`` (the magic drops them) and the API key (never copied).
+    Trailing newlines of ``body`` (the magic drops them, the call keeps them)
+    and the API key (never copied) get a comment line each.
     """
     notes = []
     if body.endswith("\n"):
         notes.append("# note: %%complete drops trailing newlines of the prompt; the call below keeps them\n")
     if key_given:
         notes.append("# note: the API key is not copied; set it with %vman key or VMAN_API_KEY\n")
-    python = python_call(request, base_url=base_url)
+    return "".join(notes) + python_call(request, base_url=base_url)
+
+
+def copy_as_code(
+    request: CompletionRequest, body: str, *, var: str, base_url: str | None = None, key_given: bool = False
+) -> str:
+    """The "Copy as code" text: the ``%%complete`` cell, then the equivalent Python call (see :func:`python_code`)."""
+    python = python_code(request, body, base_url=base_url, key_given=key_given)
     cell = magic_cell(request, body, var=var, base_url=base_url)
-    return f"{cell}\n\n# or, from Python:\n{''.join(notes)}{python}"
+    return f"{cell}\n\n# or, from Python:\n{python}"

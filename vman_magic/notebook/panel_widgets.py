@@ -1,4 +1,4 @@
-"""The parameter widgets of the Playground panel, and the toggle that shows their code.
+"""The parameter widgets of the Playground panel.
 
 Every control is built from :data:`vman_magic.core.params.PARAMS` (range, help,
 default), so the panel cannot drift from the ``%%complete`` flags. The
@@ -12,7 +12,7 @@ default applies and "Copy as code" stays short. ``max_tokens`` is the
 exception: it is always sent, because it decides what a run costs and the
 magic may fill in its own default (``%config VmanMagic.default_max_tokens``). That code is generated
 by :mod:`vman_magic.notebook.panel_code` from the validated request, never from the
-widgets' strings, so it sends exactly what Run sends; :class:`CodeSection` shows it.
+widgets' strings, so it sends exactly what Run sends; :class:`~vman_magic.notebook.code_box.CodeBox` shows it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ __all__ = [
     "LOGPROBS_RANGE",
     "SLIDERS",
     "WIDGET_PARAMS",
-    "CodeSection",
     "ParamControls",
     "message_html",
 ]
@@ -167,41 +166,3 @@ class ParamControls:
         """Show ``error`` next to its parameter's widget and clear the others."""
         for name, message in self.messages.items():
             message.value = message_html(str(error)) if error is not None and error.param == name else ""
-
-
-# --------------------------------------------------------------------------- "Copy as code"
-
-
-class CodeSection:
-    """The "Copy as code" toggle, the code it shows, and the "Insert as new cell" button.
-
-    ``code`` builds the text (raising ``ValidationError`` while the settings
-    are invalid); ``can_insert`` says whether there is a shell to insert into.
-    The owner wires :attr:`insert_button` and calls :meth:`render` when the
-    settings change.
-    """
-
-    def __init__(self, code: Callable[[], str], can_insert: Callable[[], bool], layout: dict[str, Any]) -> None:
-        self._code = code
-        self._can_insert = can_insert
-        self.toggle = w.ToggleButton(description="Copy as code", icon="code", layout=layout)
-        self.view = w.HTML()
-        self.insert_button = w.Button(
-            description="Insert as new cell", icon="plus", layout={**layout, "display": "none"}
-        )
-        self.toggle.observe(lambda _change: self.render(), names="value")
-
-    def render(self) -> None:
-        """Show the current code (or what to fix first) while the toggle is on; hide it otherwise."""
-        if not self.toggle.value:
-            self.view.value = ""
-            self.insert_button.layout.display = "none"
-            return
-        try:
-            code = self._code()
-        except ValidationError as exc:
-            self.view.value = message_html(f"fix the settings first: {exc}")
-            self.insert_button.layout.display = "none"
-            return
-        self.view.value = f"<pre style='user-select:text'>{html.escape(code)}</pre>"
-        self.insert_button.layout.display = None if self._can_insert() else "none"
