@@ -98,7 +98,7 @@ def test_logprob_of_1000_shows_without_overflow(hostile: Any) -> None:
         for stream in (True, False):
             completion = client.complete("hi", stream=stream, logprobs=1)
             views = _views(completion)
-            assert "p=1.000" in views
+            assert "p = 1.000" in views  # the heatmap card
 
 
 # --------------------------------------------------------------------------- the key
