@@ -11,12 +11,16 @@ speed first and works on ``bytes`` end to end:
   JSON parser, with no per-line Python work and no object per event besides
   the decoded dict;
 * text is never decoded before an event is complete, so a multibyte UTF-8
-  character split across two network chunks arrives intact.
+  character split across two network chunks arrives intact;
+* an event that is not JSON never costs the good events before it: those are
+  returned first, and the caller calls :meth:`SSEDecoder.raise_pending` once
+  it has folded them in (the next ``feed`` or ``close`` raises it too).
 
 Everything else the SSE spec allows (CR or CRLF line endings, including a CR
 at the end of one chunk and its LF at the start of the next; ``data:`` without
 the space; multi-line ``data`` joined with ``"\\n"``; ``:`` comments and
-keep-alives; ``event:``/``id:``/``retry:`` fields) takes a slower, general path.
+keep-alives; ``event:``/``id:``/``retry:`` fields) takes a slower, general path,
+and one UTF-8 byte-order mark at the very start of the stream is dropped.
 
 The decoder knows nothing about completions: ``{"error": ...}`` payloads are
 returned like any other chunk, and ``CompletionBuilder.add`` turns them into a
@@ -36,6 +40,7 @@ __all__ = ["SSEDecoder", "aiter_chunks", "iter_chunks", "json_loads", "loads"]
 _DONE = b"[DONE]"
 _SEP = b"\n\n"
 _BAD_EVENT_CHARS = 200
+_BOM = b"\xef\xbb\xbf"
 
 
 class SSEDecoder:
@@ -46,18 +51,36 @@ class SSEDecoder:
     event the server left without its final blank line.
     """
 
-    __slots__ = ("_buf", "_cr", "_scan", "done")
+    __slots__ = ("_buf", "_cr", "_error", "_head", "_scan", "done")
 
     def __init__(self) -> None:
         self._buf = bytearray()  # bytes after the last complete event
         self._scan = 0  # where the next search for b"\n\n" in _buf may start
         self._cr = False  # the previous chunk ended in CR: drop a leading LF now
+        self._head: bytes | None = b""  # the first bytes, until we know whether they are a byte-order mark
+        self._error: StreamError | None = None  # a bad event, raised after the good ones before it
         self.done = False
 
     def feed(self, data: bytes) -> list[Any]:
-        """Add one network chunk; return the chunks of every event it completed."""
+        """Add one network chunk; return the chunks of every event it completed.
+
+        Raises :class:`StreamError` for an event that is not JSON, on the call
+        after the one that returned the good events before it.
+        """
+        if self._error is not None:
+            self.raise_pending()
         if self.done or not data:
             return []
+        if self._head is not None:  # the SSE standard: ignore one leading BOM, even split across chunks
+            data = self._head + data
+            if len(data) < len(_BOM) and _BOM.startswith(data):
+                self._head = data
+                return []
+            self._head = None
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]
+                if not data:
+                    return []
         if self._cr and data[:1] == b"\n":
             data = data[1:]  # the LF of a CRLF pair split across two chunks
             if not data:
@@ -98,26 +121,45 @@ class SSEDecoder:
         was cut off in transit and is dropped: the caller notices the missing
         ``[DONE]`` instead of a confusing JSON error.
         """
+        if self._error is not None:
+            self.raise_pending()
         buf, self._buf = bytes(self._buf), bytearray()
         if self.done or not buf:
             return []
         end = buf.rfind(b"\n")
         return self._decode_block(buf[:end]) if end >= 0 else []
 
+    def raise_pending(self) -> None:
+        """Raise the :class:`StreamError` of a bad event whose good predecessors were returned; else nothing."""
+        error, self._error = self._error, None
+        if error is not None:
+            self.done = True  # nothing after a bad event is trusted
+            raise error
+
     def _decode_block(self, block: bytes) -> list[Any]:
-        """Decode complete events separated by blank lines (LF-only text)."""
+        """Decode complete events separated by blank lines (LF-only text).
+
+        A bad event keeps the good ones before it: they are returned and the
+        error waits in ``_error`` (raised at once when there are none).
+        """
         out: list[Any] = []
-        for event in block.split(_SEP):
-            if event[:6] == b"data: " and event.find(b"\n", 6) < 0:
-                payload = event[6:]  # the fast path: one "data: " line
-            else:
-                if not self._decode_general(event, out):
+        try:
+            for event in block.split(_SEP):
+                if event[:6] == b"data: " and event.find(b"\n", 6) < 0:
+                    payload = event[6:]  # the fast path: one "data: " line
+                else:
+                    if not self._decode_general(event, out):
+                        break
+                    continue
+                if payload == _DONE:
+                    self.done = True
                     break
-                continue
-            if payload == _DONE:
+                out.append(_parse(payload))
+        except StreamError as exc:
+            if not out:
                 self.done = True
-                break
-            out.append(_parse(payload))
+                raise
+            self._error = exc
         return out
 
     def _decode_general(self, event: bytes, out: list[Any]) -> bool:
@@ -158,6 +200,7 @@ def iter_chunks(raw: Iterable[bytes]) -> Iterator[Any]:
     decoder = SSEDecoder()
     for data in raw:
         yield from decoder.feed(data)
+        decoder.raise_pending()
         if decoder.done:
             return
     yield from decoder.close()
@@ -169,6 +212,7 @@ async def aiter_chunks(raw: AsyncIterable[bytes]) -> AsyncIterator[Any]:
     async for data in raw:
         for chunk in decoder.feed(data):
             yield chunk
+        decoder.raise_pending()
         if decoder.done:
             return
     for chunk in decoder.close():
