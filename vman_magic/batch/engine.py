@@ -159,7 +159,7 @@ class Run:
         self.slots: list[Completion | None] = [None] * len(requests)
         self.live: dict[int, CompletionBuilder] = {}  # every index of a group maps to the group's builder
         self.gate = RateGate()
-        self.done = self.failed = self.prompt_tokens = self.completion_tokens = 0
+        self.done = self.failed = self.incomplete = self.prompt_tokens = self.completion_tokens = 0
         self.cached = 0
         """Items answered from the history, not sent."""
         self.version = 0  # bumped on every change a live view may want to redraw
@@ -234,10 +234,12 @@ class Run:
     def settle(self, index: int, completion: Completion) -> None:
         self.slots[index] = completion
         self.live.pop(index, None)
-        if completion.error is None:
-            self.done += 1
-        else:
+        if completion.error is not None:
             self.failed += 1
+        elif completion.incomplete:  # no error, yet not whole: the server cut it short
+            self.incomplete += 1
+        else:
+            self.done += 1
         if completion.usage is not None:
             self.prompt_tokens += completion.usage.prompt_tokens
             self.completion_tokens += completion.usage.completion_tokens
@@ -246,7 +248,7 @@ class Run:
     def tally(self) -> Tally:
         return Tally(
             self.total, self.done, self.failed, self.prompt_tokens, self.completion_tokens, self.gate.retries,
-            self.cached,
+            self.cached, self.incomplete,
         )  # fmt: skip
 
     def current(self, index: int) -> Completion | None:

@@ -92,6 +92,11 @@ class BatchResult(list[Completion]):
         return [i for i, c in enumerate(self) if c.error is not None and not isinstance(c.error, Unfinished)]
 
     @property
+    def incomplete(self) -> list[int]:
+        """Indices of the items the server cut short: no error, but a choice without a finish reason."""
+        return [i for i, c in enumerate(self) if c.incomplete and c.error is None]
+
+    @property
     def unfinished(self) -> list[int]:
         """Indices of the items an interrupt stopped or never sent."""
         return [i for i, c in enumerate(self) if isinstance(c.error, Unfinished)]
@@ -121,10 +126,12 @@ class BatchResult(list[Completion]):
         """The counts shown by the progress bar and the summary line."""
         usage = self.usage
         failed = len(self.failed)
+        incomplete = len(self.incomplete)
         return Tally(
             total=len(self),
-            done=len(self) - failed - len(self.unfinished),
+            done=len(self) - failed - incomplete - len(self.unfinished),
             failed=failed,
+            incomplete=incomplete,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             retries=self.retries,

@@ -31,11 +31,13 @@ class Tally:
     retries: int = 0
     cached: int = 0
     """Items answered from the history instead of the server (counted in ``done``)."""
+    incomplete: int = 0
+    """Items that ended without an error but not whole: the server cut them short (not counted in ``done``)."""
 
     @property
     def finished(self) -> int:
         """Items that ended, well or not."""
-        return self.done + self.failed
+        return self.done + self.failed + self.incomplete
 
 
 class Progress(Protocol):
@@ -64,6 +66,8 @@ def summary_line(tally: Tally, elapsed: float | None = None) -> str:
     """
     done = f"{tally.done} done" + (f" ({tally.cached} from history)" if tally.cached else "")
     parts = [f"{tally.total} prompt{'s' if tally.total != 1 else ''}: {done}"]
+    if tally.incomplete:
+        parts.append(f"{tally.incomplete} incomplete (cut short by the server)")
     if tally.failed:
         parts.append(f"{tally.failed} failed")
     unfinished = tally.total - tally.finished
@@ -109,6 +113,8 @@ class TqdmProgress:
             postfix = {"failed": tally.failed, "tokens": f"{tokens:,}"}
             if tally.cached:
                 postfix["from_history"] = tally.cached
+            if tally.incomplete:
+                postfix["incomplete"] = tally.incomplete
             bar.set_postfix(postfix, refresh=False)
             bar.update(tally.finished - bar.n)
 

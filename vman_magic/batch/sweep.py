@@ -248,7 +248,7 @@ class _Snapshot:
 
 def _cells(settings: Sequence[Mapping[str, Any]], run: Run) -> _Snapshot:
     cells: list[_Cell] = []
-    done = failed = prompt_tokens = completion_tokens = 0
+    done = failed = incomplete = prompt_tokens = completion_tokens = 0
     for index, setting in enumerate(settings):
         c = run.current(index)
         if c is None:
@@ -259,6 +259,9 @@ def _cells(settings: Sequence[Mapping[str, Any]], run: Run) -> _Snapshot:
         if c.error is not None:
             status = f"error: {type(c.error).__name__}: {c.error}"
             failed += settled
+        elif settled and c.cut_short:
+            status = f"incomplete: {c.cut_short}"
+            incomplete += 1
         elif settled:
             status = ", ".join(str(ch.finish_reason) for ch in c.choices) or "done"
             done += 1
@@ -266,13 +269,15 @@ def _cells(settings: Sequence[Mapping[str, Any]], run: Run) -> _Snapshot:
             prompt_tokens += c.usage.prompt_tokens
             completion_tokens += c.usage.completion_tokens
         cells.append((label(setting), tuple(c.texts), status))
-    tally = Tally(len(settings), done, failed, prompt_tokens, completion_tokens)
+    tally = Tally(len(settings), done, failed, prompt_tokens, completion_tokens, incomplete=incomplete)
     return _Snapshot(tuple(cells), tally)
 
 
 def footer_line(tally: Tally, elapsed: float | None = None) -> str:
     """The grid's totals, worded like the ``-n`` grid's footer: ``3 settings: 3 done · 75 tokens (+15 prompt)``."""
     parts = [f"{tally.total} setting{'s' if tally.total != 1 else ''}: {tally.done} done"]
+    if tally.incomplete:
+        parts[0] += f", {tally.incomplete} incomplete (cut short by the server)"
     if tally.failed:
         parts[0] += f", {tally.failed} failed"
     running = tally.total - tally.finished

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import StreamAPIError, ValidationError, error_fields
+from .honoured import review
 from .params import INT64_MAX, INT64_MIN, MAX_STOP, PARAMS, PARAMS_BY_NAME
 
 if TYPE_CHECKING:
@@ -267,11 +268,17 @@ def _validate_logit_bias(bias: Any) -> None:
 
 @dataclass
 class Usage:
-    """Token counts as the server reported them."""
+    """Token counts as the server reported them, or as the client counted them.
+
+    ``counted_by_client`` is True when the server sent no usage (llama.cpp in
+    a stream): ``completion_tokens`` is then the number of streamed events
+    that brought text, and the prompt is not counted.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    counted_by_client: bool = False
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
@@ -282,7 +289,8 @@ class Usage:
         )
 
     def to_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The API's usage object (the client's own count is not part of it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "counted_by_client"}
 
 
 @dataclass
@@ -396,6 +404,10 @@ class Completion:
         self.elapsed: float | None = None
         self.time_to_first_token: float | None = None
         self.notes: list[str] = []
+        self.chunks: int = 0
+        """Events that brought text (a non-stream answer is one): the client's token count when usage is missing."""
+        self.cut_short: str | None = None
+        """Why the answer is incomplete although no error was raised (a choice ended without a finish reason)."""
         self.history_id: int | None = None
         """This result's entry in the local history (``vman_magic.load(id)``); None when not recorded."""
         self.cached: bool = False
@@ -425,8 +437,12 @@ class Completion:
 
     @property
     def tokens_per_second(self) -> float | None:
-        """Completion tokens per second after the first token, when known."""
-        if not self.usage or self.elapsed is None or self.time_to_first_token is None:
+        """Completion tokens per second after the first token, for a stream that brought text at least twice.
+
+        One event (every non-stream answer) has no "after the first token":
+        the figure would divide by almost nothing.
+        """
+        if not self.usage or self.elapsed is None or self.time_to_first_token is None or self.chunks < 2:
             return None
         span = self.elapsed - self.time_to_first_token
         return self.usage.completion_tokens / span if span > 0 else None
@@ -511,6 +527,7 @@ class CompletionBuilder:
                 choice = choices[index] = Choice(index)
             text = data.get("text")
             if text:
+                c.chunks += 1
                 parts = choice._parts
                 parts.append(text)
                 if len(parts) - choice._folded >= FOLD_EVERY:
@@ -552,20 +569,16 @@ class CompletionBuilder:
         return len(self._choices) >= expected and all(ch.finish_reason for ch in self._choices.values())
 
     def finish(self) -> Completion:
-        """Close a result that ended normally and add notes on dropped fields."""
+        """Close a result that ended normally, then check it against the request.
+
+        "Normally" is the server's word, not ours: :func:`~vman_magic.core.honoured.review`
+        marks a choice without a finish reason as cut short (``incomplete``),
+        counts streamed tokens when the server sent no usage, and notes every
+        parameter the answer shows was ignored.
+        """
         c = self.completion
         c.elapsed = time.perf_counter() - self._started
-        req = c.request
-        if (
-            req is not None
-            and req.logprobs is not None
-            and c._choices
-            and all(ch.logprobs is None for ch in c._choices.values())
-        ):
-            c.notes.append(
-                f"logprobs={req.logprobs} was requested but the server returned none "
-                "(some gateways drop them); probabilities cannot be shown for this result"
-            )
+        review(c)
         return c
 
     def fail(self, error: BaseException | None) -> Completion:

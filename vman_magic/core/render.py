@@ -71,7 +71,10 @@ def stats_parts(c: ResultShape) -> list[str]:
         parts.append("finish: " + ", ".join(reasons))
     if c.usage is not None:
         u = c.usage
-        parts.append(f"{u.completion_tokens} tokens (+{u.prompt_tokens} prompt)")
+        if u.counted_by_client:
+            parts.append(f"{u.completion_tokens} tokens (counted by the client: the server sent no usage)")
+        else:
+            parts.append(f"{u.completion_tokens} tokens (+{u.prompt_tokens} prompt)")
     if c.time_to_first_token is not None:
         parts.append(f"first token {_seconds(c.time_to_first_token)}")
     rate = c.tokens_per_second
@@ -91,7 +94,7 @@ def incomplete_reason(c: ResultShape) -> str | None:
     if not c.incomplete:
         return None
     if c.error is None:
-        return "incomplete"
+        return f"incomplete: {c.cut_short}" if c.cut_short else "incomplete"
     if isinstance(c.error, KeyboardInterrupt):
         return "incomplete: interrupted"
     if isinstance(c.error, asyncio.CancelledError):  # the canceller says why, e.g. the panel's Stop

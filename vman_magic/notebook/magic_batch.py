@@ -400,6 +400,12 @@ class _Sweep(_Job):
             if c.error is not None
         ]
         self.report(failures, len(result.settings), "settings")
+        cut = [label(s) for s, c in zip(result.settings, result.completions, strict=True) if c.cut_short]
+        if cut:
+            shown = "; ".join(cut[:SHOWN_FAILURES]) + ("; ..." if len(cut) > SHOWN_FAILURES else "")
+            print(
+                f"{len(cut)} of {_plural(len(result.settings), 'setting')} incomplete (cut short by the server): {shown}"
+            )
 
     def _dry_run(self, prompt: str, grid: Mapping[str, list[Any]], n: int, params: Mapping[str, Any]) -> None:
         settings = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
