@@ -75,6 +75,15 @@ the stream is shorter::
 ``no_done_unfinished``  clean end mid-stream: no finish reasons, no ``[DONE]``.
 ``bad_json``        mid-stream the line ``data: {"id": "cmpl-broken", "choices": [``,
                     then the stream continues normally.
+``cut_short``       mid-stream ``data: [DONE]`` and a clean end, though no
+                    choice has a finish reason (llama.cpp's server when
+                    another request arrives).
+``bom``             a UTF-8 byte-order mark before the first event.
+``bad_json_burst``  the first events and then the ``bad_json`` line in one
+                    network write; the stream continues normally after it.
+``rejected``        (any request) 500 with the same validation message every
+                    time, as a server answers a request it will never accept;
+                    ``status=5xx`` errors name a new request id each time.
 ``long_line``       after the first event, one event whose choice 0 text is
                     1,000,000 characters (valid JSON, about 1 MB on one line).
 ``json_when_stream``  a plain ``application/json`` completion instead of SSE.

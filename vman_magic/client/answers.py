@@ -34,6 +34,7 @@ from ..core.errors import (
     status_error_class,
 )
 from ..core.models import Completion, CompletionBuilder
+from ..core.params import PARAMS_BY_NAME
 from ..core.scrub import Scrubber
 from .retry import parse_retry_after
 from .shape import AnswerShape, parse_json
@@ -46,6 +47,7 @@ OnUpdate = Callable[[Completion], Any]
 _log = logging.getLogger("vman_magic")
 _CHAT_ONLY = re.compile(r"\bchat\b|not supported|unsupported", re.IGNORECASE)
 _SNIPPET = 200
+_OUR_FIELDS = frozenset({*PARAMS_BY_NAME, "model", "prompt", "stream"})  # what a "change PARAM" hint may name
 
 
 class Attempt:
@@ -84,6 +86,7 @@ class Answers:
             )
         info = self.shape.error_fields(content)
         message = info.get("message")
+        body = self.scrub(content.decode("utf-8", "replace"))
         if message:
             text = f"{status} from {self.host}: {one_line(self.scrub(str(message)))}"
         elif _is_html(response, content):
@@ -97,6 +100,7 @@ class Answers:
                 status_code=status,
                 request_id=response.headers.get("x-request-id"),
                 retry_after=parse_retry_after(response.headers),
+                body=body,
             )
         else:
             snippet = one_line(self.scrub(content[: _SNIPPET * 4].decode("utf-8", "replace")))
@@ -112,6 +116,8 @@ class Answers:
             param=info.get("param"),
             request_id=response.headers.get("x-request-id"),
             retry_after=parse_retry_after(response.headers),
+            body=body,
+            server_message=self.scrub(str(message)) if message else None,
         )
 
     def kind(self, response: httpx.Response, stream: bool) -> str:
@@ -195,9 +201,18 @@ def _is_html(response: httpx.Response, content: bytes) -> bool:
 
 
 def one_line(text: str, limit: int = _SNIPPET) -> str:
-    """Server text fit for a one-line message: whitespace runs collapsed, cut at ``limit`` characters."""
+    """Server text fit for a one-line message: whitespace runs collapsed, cut on a word boundary with "...".
+
+    The whole text stays on the exception (``.server_message``, ``.body``).
+    """
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 3]
+    space = cut.rfind(" ")
+    if space > limit // 2:  # a very long "word" (a URL, a hash) is cut where it must be
+        cut = cut[:space]
+    return cut.rstrip(" .,;:") + "..."
 
 
 def join(message: str, hint: str) -> str:
@@ -222,7 +237,9 @@ def _hint(status: int, message: str, param: str | None, is_demo: bool) -> str:
     if status in (400, 422):
         if param and param in message:
             return ""  # the server's message already says what to change ("lower max_tokens or ...")
-        return f"change {param}" if param else "change what the server's message names"
+        # only a parameter we send can be named: "None" (LiteLLM) or "messages" (llama.cpp, for a prompt
+        # longer than the context) would tell the user to change something that is not theirs
+        return f"change {param}" if param in _OUR_FIELDS else "change what the server's message names"
     if status == 403:
         return "this key may not use this model or endpoint: pick another model or ask for access"
     if status == 429:
@@ -238,13 +255,15 @@ def feed(
     """Fold the events completed by one network chunk into ``builder``; return how many there were.
 
     Each event is checked by ``shape`` first, so the builder only ever sees
-    chunks of the right shape (a wrong one raises ``APIResponseError``).
+    chunks of the right shape (a wrong one raises ``APIResponseError``). An
+    event that is not JSON raises after the good events before it are folded in.
     """
     chunks = decoder.feed(data)
     for chunk in chunks:
         builder.add(shape.chunk(chunk))
         if on_update is not None:
             on_update(builder.completion)
+    decoder.raise_pending()  # good events before a bad one are in the result by now
     return len(chunks)
 
 
@@ -277,6 +296,13 @@ def end_of_stream(
         completion = builder.finish()
         completion.notes.append("the server closed the stream without 'data: [DONE]', but every choice had finished")
         return completion
+    if builder.completion.id is None and not builder.completion.choices:
+        # nothing at all arrived: a server that failed before its first event (llama.cpp with a prompt longer
+        # than its context) sends its reason only in a non-streamed answer
+        raise StreamError(
+            "the stream ended before its first event: the server failed without saying why; "
+            "run with --no-stream (stream=False) to see the server's own message"
+        )
     raise StreamError(
         "the stream ended before the server said it was done (no 'data: [DONE]'): the server or a proxy "
         "cut it short; run again"

@@ -40,7 +40,7 @@ import httpx
 
 from .._version import __version__
 from ..core.config import Secret, Settings, as_secret, ensure_server, resolve, warn_if_insecure
-from ..core.errors import ConfigurationError, VmanError
+from ..core.errors import ConfigurationError, InternalServerError, VmanError
 from ..core.models import Completion, CompletionBuilder, CompletionRequest, Prompt
 from ..core.scrub import Scrubber, scrub_error
 from ..logbook import session as _history
@@ -174,13 +174,14 @@ class _Retrying:
     incomplete and propagates unchanged.
     """
 
-    __slots__ = ("builder", "client", "deadline", "tries")
+    __slots__ = ("builder", "client", "deadline", "previous", "tries")
 
     def __init__(self, client: _BaseClient, builder: CompletionBuilder | None, deadline: float | None) -> None:
         self.client = client
         self.builder = builder
         self.deadline = deadline
         self.tries = 0
+        self.previous: VmanError | None = None  # the error of the try before, to tell a rejection from a hiccup
 
     def error_for(self, exc: httpx.RequestError | VmanError, attempt: Attempt) -> VmanError:
         """An httpx failure as our error (a timeout at the deadline is the total timeout, said so); scrubbed."""
@@ -212,6 +213,9 @@ class _Retrying:
         return delay
 
     def _delay(self, error: VmanError, attempt: Attempt) -> float | None:
+        previous, self.previous = self.previous, error
+        if _rejected(previous, error):
+            return None  # the same 5xx twice: trying a third time will not help
         if attempt.received:
             return None  # part of the answer arrived: never retry behind the user's back
         retry = self.client.retry
@@ -461,6 +465,25 @@ def _asked_too_long(seconds: float, cap: float) -> str:
         f"the server asks to wait {asked} before trying again, longer than the {cap:.0f} s vman-magic waits "
         "by itself: run again after that, or ask the server's owner about the limit"
     )
+
+
+def _rejected(previous: VmanError | None, error: VmanError) -> bool:
+    """A 5xx with the same body as the try before: a validation error, not a hiccup; say so instead of retrying."""
+    if not (
+        isinstance(previous, InternalServerError)
+        and isinstance(error, InternalServerError)
+        and previous.status_code == error.status_code
+        and previous.body == error.body
+        and error.body is not None
+    ):
+        return False
+    message = error.message.split("; the server or a proxy in front of it failed", 1)[0]
+    error.message = (
+        f"{message.rstrip('.;')}; the server rejected this request (the same answer twice): "
+        "retrying will not help, change what it asks for"
+    )
+    error.args = (error.message, *error.args[1:])
+    return True
 
 
 def _amend(error: VmanError, hint: str) -> None:

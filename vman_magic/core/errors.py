@@ -89,6 +89,8 @@ class APIStatusError(VmanError):
         request_id: str | None = None,
         retry_after: float | None = None,
         partial: Completion | None = None,
+        body: str | None = None,
+        server_message: str | None = None,
     ) -> None:
         super().__init__(message, partial=partial)
         self.status_code = status_code
@@ -97,6 +99,10 @@ class APIStatusError(VmanError):
         self.param = param
         self.request_id = request_id
         self.retry_after = retry_after
+        self.body = body
+        """The whole answer body as text (the message is one line and may be cut)."""
+        self.server_message = server_message
+        """The server's own error message, whole, when its body had one."""
 
 
 class BadRequestError(APIStatusError):

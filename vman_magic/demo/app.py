@@ -266,6 +266,8 @@ class Server:
             await ex.whole(knobs.html_error, page.encode(), "text/html; charset=utf-8")
         elif knobs.status is not None:
             await ex.error(faults.injected_error(knobs.status, knobs.retry_after))
+        elif knobs.has("rejected"):
+            await ex.error(faults.rejected_error())
         elif knobs.ratelimit is not None:
             self._ratelimit_seen[knobs.prefix] += 1
             if self._ratelimit_seen[knobs.prefix] <= knobs.ratelimit:
@@ -350,17 +352,24 @@ class Server:
     async def _events(self, ex: Exchange, knobs: Knobs, runner: CompletionRunner, fmt: SSEFormat, send: Any,
                       chunks: AsyncIterator[dict[str, Any]]) -> None:  # fmt: skip
         sent = 0
+        burst = bytearray() if knobs.has("bad_json_burst") else None  # events held back for one write
         pending = await anext(chunks, None)
         while pending is not None:
             following = await anext(chunks, None)
             last = following is None
             strike = sent == FAULT_AFTER or (last and sent < FAULT_AFTER)
+            if strike and burst is not None:  # the good events and a bad one in one network write
+                await ex.send(bytes(burst) + fmt.event(b'{"id": "cmpl-broken", "choices": ['))
+                burst = None
             if strike and await self._strike(ex, knobs, fmt, send):
                 return
             if knobs.has("no_done_unfinished") and any(c["finish_reason"] for c in pending["choices"]):
                 await ex.end()
                 return
-            await send(dumps(pending))
+            if burst is not None:
+                burst += fmt.event(dumps(pending))
+            else:
+                await send(dumps(pending))
             sent += 1
             if sent == 1 and knobs.has("long_line"):
                 await send(dumps(runner.ids.chunk([_long_choice()], None)))
@@ -383,6 +392,10 @@ class Server:
             await ex.end()
             return True
         if knobs.has("no_done_unfinished"):
+            await ex.end()
+            return True
+        if knobs.has("cut_short"):  # llama.cpp when another request arrives: [DONE], no finish reason
+            await ex.send(fmt.done())
             await ex.end()
             return True
         if knobs.has("bad_json"):

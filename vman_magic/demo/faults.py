@@ -8,6 +8,7 @@ syntax and every fault's bytes are documented in :mod:`vman_magic.testing`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -20,7 +21,7 @@ FAULT_AFTER: Final = 3
 FAULTS: Final = frozenset({
     "no_space", "crlf", "keepalive", "split_utf8", "usage_chunk", "error_in_stream",
     "error_in_stream_strcode", "drop_mid_stream", "no_done", "no_done_unfinished", "bad_json", "hang",
-    "html_200", "json_when_stream", "long_line", "chinese",
+    "html_200", "json_when_stream", "long_line", "chinese", "cut_short", "bom", "bad_json_burst", "rejected",
 })  # fmt: skip
 _VALUED: Final = ("fault", "status", "html_error", "ratelimit", "retry_after", "tps", "first_token_ms")
 
@@ -70,15 +71,29 @@ class Knobs:
         return injected_error(self.status, self.retry_after)
 
 
+_REQUEST_IDS = itertools.count(1)
+
+
 def injected_error(status: int, retry_after: float | None) -> APIError:
+    """The answer of ``status=N``: a 5xx names a new request id each time, as real transient failures do."""
     message, type_, code = _STATUS_ERRORS.get(
         status,
         (f"Injected error (status={status}).", "server_error" if status >= 500 else "invalid_request_error", None),
     )
+    if status >= 500:
+        message = f"{message[:-1]}, request id req_{next(_REQUEST_IDS)})."
     headers: list[tuple[str, str]] = []
     if status in (429, 503) or retry_after is not None:
         headers.append(("Retry-After", _seconds(1 if retry_after is None else retry_after)))
     return APIError(status, message, type=type_, code=code, headers=headers)
+
+
+def rejected_error() -> APIError:
+    """``fault=rejected``: the 500 a server gives a request it will never accept (the same body every time)."""
+    return APIError(
+        500, "2 validation errors: prompt: Input should be a valid string (injected by fault=rejected).",
+        type="internal_server_error",
+    )  # fmt: skip
 
 
 def _seconds(value: float) -> str:
@@ -140,17 +155,19 @@ class SSEFormat:
         self.eol = b"\r\n" if knobs.has("crlf") else b"\n"
         self.prefix = b"data:" if knobs.has("no_space") else b"data: "
         self.keepalive = knobs.has("keepalive")
+        self.bom = b"\xef\xbb\xbf" if knobs.has("bom") else b""
         self.count = 0
 
     def event(self, payload: bytes) -> bytes:
         """One ``data:`` event; with ``keepalive`` also a comment and ``event:``/``id:``/``retry:`` lines."""
         eol = self.eol
         self.count += 1
+        bom = self.bom if self.count == 1 else b""
         if not self.keepalive:
-            return self.prefix + payload + eol + eol
+            return bom + self.prefix + payload + eol + eol
         extra = b"retry: 3000" + eol if self.count == 1 else b""
         return (
-            b": ping" + eol + eol
+            bom + b": ping" + eol + eol
             + extra + b"event: completion" + eol + b"id: " + str(self.count).encode() + eol
             + self.prefix + payload + eol + eol
         )  # fmt: skip
