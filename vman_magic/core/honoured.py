@@ -9,10 +9,10 @@ as empty text with finish reason "stop". None of that raises, so without this
 module every one of them would look like a complete, faithful answer.
 
 :func:`review` runs once, when a result ends normally
-(``CompletionBuilder.finish``). It never raises and never sends anything: it
+(``CompletionBuilder.finish``, which has already counted the streamed tokens
+when the server sent no usage). It never raises and never sends anything: it
 marks the result ``incomplete`` with ``cut_short`` when a choice has no finish
-reason, counts streamed tokens when the server sent no usage, and adds one
-short note per parameter the answer shows was ignored.
+reason, and adds one short note per parameter the answer shows was ignored.
 
 Standard library only; it reads the models' attributes and imports none of them.
 """
@@ -42,7 +42,6 @@ def review(c: Completion) -> None:
             if len(choices) > 1
             else f"{CUT_SHORT}: the answer ended without a finish reason"
         )
-    _count_tokens(c)
     if req is None or not choices:
         return
     _empty_stop(c, req)
@@ -50,16 +49,6 @@ def review(c: Completion) -> None:
     _echo(c, req)
     _logprobs(c, req)
     _stop(c, req)
-
-
-def _count_tokens(c: Completion) -> None:
-    """No usage (or usage of zeros) from a stream that brought text: count its text events, one token each."""
-    from .models import Usage
-
-    u = c.usage
-    streamed = c.request is not None and c.request.stream
-    if streamed and c.chunks and (u is None or (u.completion_tokens == 0 and u.prompt_tokens == 0)):
-        c.usage = Usage(completion_tokens=c.chunks, total_tokens=c.chunks, counted_by_client=True)
 
 
 def _empty_stop(c: Completion, req: CompletionRequest) -> None:

@@ -578,6 +578,10 @@ class CompletionBuilder:
         """
         c = self.completion
         c.elapsed = time.perf_counter() - self._started
+        u, req = c.usage, c.request
+        if req is not None and req.stream and c.chunks and (u is None or u.completion_tokens == u.prompt_tokens == 0):
+            # no usage (llama.cpp streams), or LiteLLM's zeros: one token per event that brought text
+            c.usage = Usage(completion_tokens=c.chunks, total_tokens=c.chunks, counted_by_client=True)
         review(c)
         return c
 
