@@ -358,6 +358,8 @@ def test_panel_stop_keeps_the_partial_result(quickstart: Any, artifacts: Path) -
     run_button = target.locator("button.widget-button", has_text="Run")
     stop_button = target.locator("button.widget-button", has_text="Stop")
     assert stop_button.is_disabled()
+    track = target.locator(".widget-slider .slider-container").first.bounding_box()["width"]
+    assert track >= 200, f"the temperature slider's track is {track:.0f}px: too short for 0..2 in 0.05 steps"
     run_button.click()
     poll_until(lambda: not stop_button.is_disabled(), "Stop to become enabled")
     assert run_button.is_disabled()
