@@ -4,6 +4,7 @@
 
     vman-magic serve [--host 127.0.0.1] [--port 0] [--api-key KEY]
                      [--tokens-per-second R] [--first-token-ms T]
+                     [--rpm N] [--tpm N] [--no-ratelimit-headers]
     vman-magic demo [...]          # vman_magic._demo_cli
     vman-magic --version
 
@@ -44,6 +45,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tokens-per-second", type=_positive, default=None, metavar="R", help="throttle streams")
     serve.add_argument("--first-token-ms", type=_non_negative, default=None, metavar="T", help="delay the first token")
+    serve.add_argument(
+        "--rpm",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="limit completions to N requests per minute (429 above)",
+    )
+    serve.add_argument(
+        "--tpm", type=_positive, default=None, metavar="N", help="limit completions to N tokens per minute"
+    )
+    serve.add_argument(
+        "--no-ratelimit-headers",
+        action="store_true",
+        help="answer 429s without x-ratelimit-* or Retry-After headers, like a gateway that explains nothing",
+    )
     commands.add_parser(
         "demo", help="the guided demo: real notebook cells, streamed in this terminal (see demo --help)"
     )
@@ -82,7 +98,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     api_key = args.api_key or os.environ.get("VMAN_SERVER_API_KEY") or None
     try:
-        server = start_server(args.host, args.port, api_key, args.tokens_per_second, args.first_token_ms)
+        server = start_server(
+            args.host, args.port, api_key, args.tokens_per_second, args.first_token_ms,
+            rpm=args.rpm, tpm=args.tpm, ratelimit_headers=not args.no_ratelimit_headers,
+        )  # fmt: skip
     except OSError as exc:
         print(f"vman-magic: {exc}", file=sys.stderr)
         return 1

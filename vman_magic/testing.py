@@ -95,6 +95,22 @@ of the body announced by ``Content-Length`` and aborts; ``bad_json`` answers
 200 ``application/json`` with the truncated body ``{"id": "cmpl-broken", "choices": [``.
 The other stream faults do not change a non-streamed answer.
 
+Rate limits
+-----------
+``serve(rpm=1200, tpm=40000)`` (``vman-magic serve --rpm 1200 --tpm 40000``)
+limits ``POST /v1/completions`` as gateways do, over short windows: each
+limit is a bucket of one second's worth (20 requests for 1,200 rpm) refilled
+continuously. A request reserves its prompt tokens plus ``max_tokens`` per
+choice; unused completion tokens are given back when it ends. Answers carry
+``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests``,
+``x-ratelimit-reset-requests`` and the ``-tokens`` triple; a request over a
+limit gets 429 (``type`` ``"requests"`` or ``"tokens"``, code
+``rate_limit_exceeded``) with ``retry-after-ms`` and ``Retry-After`` as well.
+``ratelimit_headers=False`` (``--no-ratelimit-headers``) sends none of those
+headers. ``server.stats.rate_limited`` counts the 429s and ``stats.tokens``
+the tokens of finished completions. ``first_token_ms=200`` adds 200 ms of
+latency to every completion, as a remote model would.
+
 The demo model
 --------------
 ``vman-demo`` is a Kneser-Ney trigram model over docstrings of the standard
@@ -121,14 +137,18 @@ __all__ = ["FAULTS", "FAULT_AFTER", "RunningServer", "detokenize", "serve", "sse
 def serve(
     *, api_key: str | None = None, tokens_per_second: float | None = None,
     first_token_ms: float | None = None, host: str = "127.0.0.1", idle_timeout: float | None = 30.0,
+    rpm: float | None = None, tpm: float | None = None, ratelimit_headers: bool = True,
 ) -> Iterator[RunningServer]:  # fmt: skip
     """Run the demo server on a free port for the ``with`` block, then stop it.
 
     ``idle_timeout`` closes a connection that sends nothing for that many
     seconds (between requests, or in the middle of one: then with a 408).
+    ``rpm``/``tpm`` limit completions per minute the way gateways do (see
+    "Rate limits" above); ``ratelimit_headers=False`` makes its 429s bare.
     """
     server = start_server(host=host, port=0, api_key=api_key, tokens_per_second=tokens_per_second,
-                          first_token_ms=first_token_ms, idle_timeout=idle_timeout)  # fmt: skip
+                          first_token_ms=first_token_ms, idle_timeout=idle_timeout, rpm=rpm, tpm=tpm,
+                          ratelimit_headers=ratelimit_headers)  # fmt: skip
     try:
         yield server
     finally:

@@ -29,7 +29,8 @@ from . import faults
 from .completions import CompletionRunner, Throttle
 from .faults import FAULT_AFTER, HTML_PAGE, Knobs, SSEFormat
 from .model import MODEL_ID, Model, get_model
-from .protocol import APIError, dumps, error_body, model_object, parse_completion, parse_json
+from .protocol import APIError, Job, dumps, error_body, model_object, parse_completion, parse_json
+from .ratelimit import Admission, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ _ROUTES: Final = {"/v1/models": "GET", "/v1/completions": "POST"}
 
 
 class Stats:
-    """Request counters, read from any thread: the batch tests check concurrency with them."""
+    """Request counters, read from any thread: the batch tests check concurrency and 429s with them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -57,6 +58,10 @@ class Stats:
         # completions by the pace they streamed at (tokens per second, None = full speed): the
         # interactive faces ask for a readable pace per request, batches never do
         self.paces: Counter[float | None] = Counter()
+        self.rate_limited = 0
+        """Completions refused with 429 by the ``rpm``/``tpm`` limiter (not those injected by a knob)."""
+        self.tokens = 0
+        """Tokens of the completions that ended (prompt + completion, as ``usage`` counts them)."""
 
     def started(self, tps: float | None = None) -> None:
         with self._lock:
@@ -65,21 +70,26 @@ class Stats:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
 
-    def ended(self) -> None:
+    def ended(self, tokens: int = 0) -> None:
         with self._lock:
             self.active -= 1
+            self.tokens += tokens
+
+    def limited(self) -> None:
+        with self._lock:
+            self.rate_limited += 1
 
     def reset(self) -> None:
         """Zero the totals and set ``max_active`` to the current ``active``."""
         with self._lock:
-            self.requests = self.completions = self.connections = 0
+            self.requests = self.completions = self.connections = self.rate_limited = self.tokens = 0
             self.max_active = self.active
             self.paces.clear()
 
     def __repr__(self) -> str:
         return (
             f"Stats(requests={self.requests}, completions={self.completions}, connections={self.connections}, "
-            f"active={self.active}, max_active={self.max_active})"
+            f"active={self.active}, max_active={self.max_active}, rate_limited={self.rate_limited})"
         )
 
 
@@ -94,6 +104,7 @@ class Exchange:
         self.conn = conn
         self.writer = writer
         self.aborted = False
+        self.extra_headers: list[tuple[str, str]] = []  # e.g. the rate-limit headers of an admitted request
 
     async def _write(self, event: Any) -> None:
         data = self.conn.send(event)
@@ -108,7 +119,7 @@ class Exchange:
 
     async def start(self, status: int, content_type: str, headers: Sequence[tuple[str, str]] = (),
                     length: int | None = None) -> None:  # fmt: skip
-        hdrs = [("content-type", content_type), ("server", "vman-magic-demo"), *headers]
+        hdrs = [("content-type", content_type), ("server", "vman-magic-demo"), *headers, *self.extra_headers]
         if length is not None:
             hdrs.append(("content-length", str(length)))
         elif content_type.startswith("text/event-stream"):
@@ -143,9 +154,11 @@ class Server:
     """The request handler; one instance per listening socket."""
 
     def __init__(self, *, api_key: str | None, tokens_per_second: float | None, first_token_ms: float | None,
-                 model_ready: asyncio.Future[Model], idle_timeout: float | None = IDLE_TIMEOUT_S) -> None:  # fmt: skip
+                 model_ready: asyncio.Future[Model], idle_timeout: float | None = IDLE_TIMEOUT_S,
+                 limiter: RateLimiter | None = None) -> None:  # fmt: skip
         self._api_key = api_key
         self.idle_timeout = idle_timeout
+        self.limiter = limiter if limiter is not None and limiter.active else None
         self.tokens_per_second = tokens_per_second
         self.first_token_ms = first_token_ms
         self.model_ready = model_ready
@@ -294,6 +307,9 @@ class Server:
         else:
             runner = _runner(body, model, knobs.chinese)
         job = runner.job
+        admission = self._admit(job, runner)
+        if admission is not None:
+            ex.extra_headers = admission.headers
         self.stats.started(_throttle_of(self, knobs).tps)
         try:
             if knobs.has("hang"):
@@ -305,7 +321,20 @@ class Server:
             else:
                 await self._whole(ex, knobs, runner)
         finally:
-            self.stats.ended()
+            self.stats.ended(runner.prompt_tokens + runner.completion_tokens)
+            if admission is not None and self.limiter is not None:
+                self.limiter.release(admission, runner.completion_tokens)
+
+    def _admit(self, job: Job, runner: CompletionRunner) -> Admission | None:
+        """Charge the ``rpm``/``tpm`` budgets, or raise the 429 a gateway would send."""
+        if self.limiter is None:
+            return None
+        reserved = job.gen.max_tokens * job.best_of * len(job.prompts)
+        try:
+            return self.limiter.admit(runner.prompt_tokens, reserved, MODEL_ID)
+        except APIError:
+            self.stats.limited()
+            raise
 
     async def _hang(self, reader: asyncio.StreamReader) -> None:
         """Wait until the client gives up (EOF), the server stops, or ten minutes pass."""

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from .app import IDLE_TIMEOUT_S, Server, Stats, load_model_in_thread
 from .faults import knob_url
+from .ratelimit import RateLimiter
 
 _START_TIMEOUT_S: Final = 30.0
 
@@ -77,14 +78,22 @@ class RunningServer:
 
 def start_server(host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
                  tokens_per_second: float | None = None, first_token_ms: float | None = None,
-                 idle_timeout: float | None = IDLE_TIMEOUT_S) -> RunningServer:  # fmt: skip
+                 idle_timeout: float | None = IDLE_TIMEOUT_S, *, rpm: float | None = None, tpm: float | None = None,
+                 ratelimit_headers: bool = True) -> RunningServer:  # fmt: skip
     """Start the demo server in a daemon thread; returns once the socket is listening.
 
     ``port=0`` picks a free port (read it from ``.port``). With ``api_key``
     every request needs ``Authorization: Bearer <api_key>``. A connection idle
     for ``idle_timeout`` seconds is closed. The throttles
     apply to every stream unless a ``/x/tps=...`` prefix overrides them.
+    ``rpm``/``tpm`` limit completions per minute as gateways do (see
+    :mod:`.ratelimit`); ``ratelimit_headers=False`` answers 429s without
+    ``x-ratelimit-*`` or retry headers.
     """
+    for name, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be a number > 0 (per minute), got {value!r}")
+    limiter = RateLimiter(rpm, tpm, headers=ratelimit_headers) if rpm or tpm else None
     loop = asyncio.new_event_loop()
     ready: threading.Event = threading.Event()
     box: dict[str, object] = {}
@@ -94,7 +103,8 @@ def start_server(host: str = "127.0.0.1", port: int = 0, api_key: str | None = N
 
         async def open_socket() -> None:
             server = Server(api_key=api_key, tokens_per_second=tokens_per_second, first_token_ms=first_token_ms,
-                            model_ready=load_model_in_thread(loop), idle_timeout=idle_timeout)  # fmt: skip
+                            model_ready=load_model_in_thread(loop), idle_timeout=idle_timeout,
+                            limiter=limiter)  # fmt: skip
             listener = await asyncio.start_server(server.handle_connection, host, port, backlog=1024)
             for sock in listener.sockets:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
