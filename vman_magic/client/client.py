@@ -52,6 +52,8 @@ from .sse import SSEDecoder
 __all__ = ["AsyncClient", "BearerAuth", "Client", "acomplete", "complete", "settings_at_the_door"]
 
 OnUpdate = Callable[[Completion], Any]
+OnResponse = Callable[[int, httpx.Headers], Any]
+"""Called with the status and headers of every answer (each retry too), before its body is read."""
 T = TypeVar("T")
 
 USER_AGENT = f"vman-magic/{__version__}"
@@ -148,11 +150,15 @@ class _BaseClient:
             pool=_capped(t.pool, left),
         )  # fmt: skip
 
-    def _first_look(self, response: httpx.Response, request: CompletionRequest, attempt: Attempt) -> str:
-        """Log the status; ``"error"``, ``"json"`` or ``"sse"``: how to read what follows."""
+    def _first_look(
+        self, response: httpx.Response, request: CompletionRequest, attempt: Attempt, on_response: OnResponse | None
+    ) -> str:
+        """Log the status, show it to ``on_response``; ``"error"``, ``"json"`` or ``"sse"``: how to read what follows."""
         _log.debug(
             "POST %s -> %d after %.3f s", response.url, response.status_code, time.perf_counter() - attempt.sent_at
         )
+        if on_response is not None:
+            on_response(response.status_code, response.headers)
         if not 200 <= response.status_code < 300:
             return "error"
         return self._answers.kind(response, request.stream)
@@ -374,13 +380,16 @@ class Client(_BaseClient):
         on_update: OnUpdate | None = None,
         cache: bool | None = None,
         record: bool = True,
+        on_response: OnResponse | None = None,
     ) -> Completion:
         """Send ``request`` and fold the answer into ``builder``; the primitive behind everything.
 
         Every result is recorded in the local history however it ends (the
         caller's ``record=False`` records it itself, as batches do for grouped
         prompts). With ``cache`` on, a complete answer from the history is put
-        into ``builder`` instead and nothing is sent.
+        into ``builder`` instead and nothing is sent. ``on_response(status,
+        headers)`` sees the head of every answer, retries included: the batch
+        layer reads rate-limit headers there.
         """
         base_url = self.settings.url
         if _history.answer_from_history(request, base_url, cache, builder.completion):
@@ -388,18 +397,24 @@ class Client(_BaseClient):
                 on_update(builder.completion)
             return builder.completion
         try:
-            return self._send(request, builder, on_update)
+            return self._send(request, builder, on_update, on_response)
         finally:
             if record:
                 _history.record(builder.completion, base_url)
 
-    def _send(self, request: CompletionRequest, builder: CompletionBuilder, on_update: OnUpdate | None) -> Completion:
+    def _send(
+        self,
+        request: CompletionRequest,
+        builder: CompletionBuilder,
+        on_update: OnUpdate | None,
+        on_response: OnResponse | None = None,
+    ) -> Completion:
         url = self.settings.url + "/completions"
         deadline = self._deadline()
 
         def once(attempt: Attempt) -> Completion:
             with self._http.stream("POST", url, **self._send_args(request, deadline)) as response:
-                kind = self._first_look(response, request, attempt)
+                kind = self._first_look(response, request, attempt, on_response)
                 if kind == "error":
                     raise self._answers.status_error(response, response.read())
                 if kind == "json":
@@ -598,6 +613,7 @@ class AsyncClient(_BaseClient):
         on_update: OnUpdate | None = None,
         cache: bool | None = None,
         record: bool = True,
+        on_response: OnResponse | None = None,
     ) -> Completion:
         """Send ``request`` and fold the answer into ``builder``; see :meth:`Client.run`."""
         base_url = self.settings.url
@@ -606,20 +622,24 @@ class AsyncClient(_BaseClient):
                 on_update(builder.completion)
             return builder.completion
         try:
-            return await self._send(request, builder, on_update)
+            return await self._send(request, builder, on_update, on_response)
         finally:
             if record:
                 _history.record(builder.completion, base_url)
 
     async def _send(
-        self, request: CompletionRequest, builder: CompletionBuilder, on_update: OnUpdate | None
+        self,
+        request: CompletionRequest,
+        builder: CompletionBuilder,
+        on_update: OnUpdate | None,
+        on_response: OnResponse | None = None,
     ) -> Completion:
         url = self.settings.url + "/completions"
         deadline = self._deadline()
 
         async def once(attempt: Attempt) -> Completion:
             async with self._http.stream("POST", url, **self._send_args(request, deadline)) as response:
-                kind = self._first_look(response, request, attempt)
+                kind = self._first_look(response, request, attempt, on_response)
                 if kind == "error":
                     raise self._answers.status_error(response, await response.aread())
                 if kind == "json":
