@@ -1,12 +1,17 @@
 """The engine under :mod:`vman_magic.batch.many`: workers, the shared rate-limit gate, threads.
 
-* One :class:`~vman_magic.AsyncClient` (one connection pool) serves a whole
-  batch; ``concurrency`` workers pull the next index from a shared iterator,
-  so at most ``concurrency`` requests are in flight and every result lands in
-  its input slot whatever order they finish in.
-* Retries are the client's (``_retry.RetryPolicy``); every wait before a retry
-  goes through a :class:`RateGate` shared by the workers, and every worker
-  waits on it before each send, so a 429 with ``Retry-After`` told to one
+* Workers pull the next index from a shared iterator, each through its own
+  single-connection lane; a worker needs a place in the
+  :class:`~vman_magic.batch.budget.Pacer`'s window first, so at most that
+  many requests are in flight (``concurrency``, or what the pacer adapts it
+  to), and every result lands in its input slot whatever order they finish in.
+* Before each send the pacer clears the request against the request and token
+  budgets (given, or learned from headers and 429s: see
+  :mod:`vman_magic.batch.budget`); a 429 goes back to the pacer, which learns
+  from it, and the item is sent again when the budget allows.
+* Other retries are the client's (``_retry.RetryPolicy``); every wait before a
+  retry goes through a :class:`RateGate` shared by the workers, and every
+  worker waits on it before each send, so a ``Retry-After`` told to one
   worker holds back *every* worker until the deadline.
 * A :class:`Run` keeps the finished :class:`Completion` objects and a few
   counters; nothing is kept per stream event.
@@ -39,9 +44,10 @@ from ..client.client import AsyncClient
 from ..client.retry import RetryPolicy
 from ..client.runner import REFRESH_INTERVAL, interrupts_deferred, run_in_worker
 from ..core.config import Settings
-from ..core.errors import APIResponseError, ValidationError
+from ..core.errors import APIResponseError, RateLimitError, ValidationError
 from ..core.models import Choice, Completion, CompletionBuilder, CompletionRequest, Prompt
 from ..logbook import session as _history
+from .budget import RATE_LIMIT_TRIES, Pacer, check_budget, without_rate_limit_retries
 from .progress import Progress, Tally
 
 __all__ = [
@@ -134,16 +140,17 @@ class Run:
         requests: list[CompletionRequest | ValidationError],
         settings: Settings,
         *,
-        concurrency: int = 1,
+        concurrency: int | None = None,
         group_size: int = 1,
         cached: Mapping[int, Completion] | None = None,
         source: Iterator[CompletionRequest | ValidationError] | None = None,
         expected: int | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
     ) -> None:
         self.requests = requests
         self.settings = settings
         """Where every request of the batch goes, resolved once by the public function."""
-        self.concurrency = concurrency
         cached = cached or {}
         self.lazy = source is not None
         """Items come from ``source`` one group at a time (``--over`` a generator, ``range(10**9)``)."""
@@ -159,6 +166,7 @@ class Run:
         self.slots: list[Completion | None] = [None] * len(requests)
         self.live: dict[int, CompletionBuilder] = {}  # every index of a group maps to the group's builder
         self.gate = RateGate()
+        self.pacer = Pacer(rpm=rpm, tpm=tpm, concurrency=concurrency, hold=self.gate.hold)
         self.done = self.failed = self.incomplete = self.prompt_tokens = self.completion_tokens = 0
         self.cached = 0
         """Items answered from the history, not sent."""
@@ -246,9 +254,10 @@ class Run:
         self.version += 1
 
     def tally(self) -> Tally:
+        waiting, pace = self.pacer.status()
         return Tally(
             self.total, self.done, self.failed, self.prompt_tokens, self.completion_tokens, self.gate.retries,
-            self.cached, self.incomplete,
+            self.cached, self.incomplete, rate_limited=self.pacer.rate_limited, waiting=waiting, pace=pace,
         )  # fmt: skip
 
     def current(self, index: int) -> Completion | None:
@@ -357,10 +366,12 @@ def prepare(
     *,
     settings: Settings,
     model: str | None = None,
-    concurrency: int,
+    concurrency: int | None,
     group_size: int = 1,
     cache: bool | None = None,
     expected: int | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
 ) -> Run:
     """Validate every ``(prompt, params)`` job before anything is sent; the run carries ``settings``.
 
@@ -376,9 +387,15 @@ def prepare(
     (``expected`` is its length when known): only the first job is checked
     here, a later one with a bad parameter fails alone, and the history is
     not asked for cached answers.
+    ``concurrency=None`` lets the pacer adapt it; ``rpm``/``tpm`` are budgets.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValidationError(f"concurrency must be a whole number >= 1, got {concurrency!r}", param="concurrency")
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
+        raise ValidationError(
+            f"concurrency must be a whole number >= 1, or None to adapt it, got {concurrency!r}", param="concurrency"
+        )
+    rpm, tpm = check_budget("rpm", rpm), check_budget("tpm", tpm)
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValidationError(
             f"group_size must be a whole number >= 1 (prompts sent per request; 1 sends each alone), got {group_size!r}",
@@ -391,11 +408,11 @@ def prepare(
         rest = (_build(model_name, job, strict=False) for job in source)
         return Run(
             [], settings, concurrency=concurrency, group_size=group_size,
-            source=itertools.chain(first, rest), expected=expected,
+            source=itertools.chain(first, rest), expected=expected, rpm=rpm, tpm=tpm,
         )  # fmt: skip
     requests = [_build(model_name, job, strict=True) for job in jobs]
     cached = _history.cached_answers(requests, settings.url, cache)
-    return Run(requests, settings, concurrency=concurrency, group_size=group_size, cached=cached)
+    return Run(requests, settings, concurrency=concurrency, group_size=group_size, cached=cached, rpm=rpm, tpm=tpm)
 
 
 def _build(
@@ -424,23 +441,30 @@ async def execute(run: Run, publish: Callable[[], None]) -> None:
     three quarters of the batch's client CPU on bookkeeping (benchmarks,
     figure 5). The lanes share one TLS context, so the CA bundle loads once,
     and each keeps its connection alive across the items it runs. Every lane
-    uses the run's one :class:`Settings`.
+    uses the run's one :class:`Settings`. A lane is made when its worker
+    first sends, so workers the pacer's window never lets in cost nothing.
     """
     import httpx
 
-    planned = (run.concurrency if run.expected is None else run.expected) if run.lazy else len(run.groups)
-    lanes = max(1, min(run.concurrency, planned))
+    planned = (run.pacer.ceiling if run.expected is None else run.expected) if run.lazy else len(run.groups)
     if not run.groups and not run.lazy:  # everything came from the history
         publish()
         return
+    workers = max(1, min(run.pacer.ceiling, planned))
     gate = run.gate
-    retry = RetryPolicy(max_retries=run.settings.max_retries, async_sleep=gate.backoff, on_retry_after=gate.hold)
+    policy = RetryPolicy(max_retries=run.settings.max_retries, async_sleep=gate.backoff, on_retry_after=gate.hold)
+    retry = without_rate_limit_retries(policy)
     tls = httpx.create_ssl_context()
     one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    pools = [httpx.AsyncClient(verify=tls, limits=one) for _ in range(lanes)]
+    pools: list[httpx.AsyncClient] = []
+
+    def lane() -> AsyncClient:
+        pools.append(httpx.AsyncClient(verify=tls, limits=one))
+        return AsyncClient(settings=run.settings, http_client=pools[-1], retry=retry)
+
     ticker = asyncio.ensure_future(_tick(publish))
     try:
-        await _drive(run, [AsyncClient(settings=run.settings, http_client=pool, retry=retry) for pool in pools])
+        await _drive(run, lane, workers)
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -454,13 +478,24 @@ async def _tick(publish: Callable[[], None]) -> None:
         publish()
 
 
-async def _drive(run: Run, clients: list[Any]) -> None:
-    async def worker(client: Any) -> None:
-        while (group := run.next_group()) is not None:  # shared: each worker takes the next unclaimed group
-            for index, completion in zip(group, await _one(run, client, group), strict=True):
-                run.settle(index, completion)
+async def _drive(run: Run, lane: Callable[[], Any], count: int) -> None:
+    window = run.pacer.window
 
-    workers = [asyncio.ensure_future(worker(client)) for client in clients]
+    async def worker() -> None:
+        client = None
+        while True:
+            await window.enter()  # a place among the requests in flight, then the next group
+            try:
+                group = run.next_group()  # shared: each worker takes the next unclaimed group
+                if group is None:
+                    return
+                client = client or lane()
+                for index, completion in zip(group, await _one(run, client, group), strict=True):
+                    run.settle(index, completion)
+            finally:
+                window.leave()
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(count)]
     try:
         await asyncio.gather(*workers)
     finally:
@@ -479,25 +514,44 @@ async def _one(run: Run, client: Any, group: range) -> list[Completion]:
     requests = _requests(run, group)
     if len(group) > 1:
         request = request.with_changes(prompt=[r.prompt for r in requests])
-    await run.gate.wait()
-    builder = CompletionBuilder(request)
-    for index in group:
-        run.live[index] = builder
+    completion = await _send(run, client, request, group)
+    parts = split_group(completion, requests) if len(group) > 1 else [completion]
+    for part in parts:  # one history entry per prompt, so each can be found and resumed alone
+        _history.record(part, client.settings.url)
+    return parts
+
+
+async def _send(run: Run, client: Any, request: CompletionRequest, group: range) -> Completion:
+    """One request through the budgets; after a 429 it is sent again once they allow (the pacer decides)."""
 
     def updated(completion: Completion) -> None:
         run.version += 1  # tells live views (the sweep grid) that text arrived
 
-    grouped = len(group) > 1
-    try:  # the history was asked for the whole batch in prepare(): no lookup per item
-        completion: Completion = await client.run(request, builder, on_update=updated, cache=False, record=not grouped)
-    except Exception as exc:  # recorded on the item(s): one failure never sinks the batch
-        completion = builder.fail(exc)
-    if not grouped:
-        return [completion]
-    parts = split_group(completion, requests)
-    for part in parts:  # one history entry per prompt, so each can be found and resumed alone
-        _history.record(part, client.settings.url)
-    return parts
+    tries = 0
+    while True:
+        tries += 1
+        ticket = await run.pacer.clear(request)
+        await run.gate.wait()
+        builder = CompletionBuilder(request)
+        for index in group:
+            run.live[index] = builder
+        try:
+            completion: Completion = await client.run(  # the history was asked in prepare(); recorded below
+                request, builder, on_update=updated, on_response=ticket.heard, cache=False, record=False
+            )
+        except RateLimitError as exc:
+            if run.pacer.limited(ticket, exc) and tries < RATE_LIMIT_TRIES:
+                run.gate.retries += 1
+                continue
+            completion = builder.fail(exc)
+        except Exception as exc:  # recorded on the item(s): one failure never sinks the batch
+            completion = builder.fail(exc)
+        except BaseException:  # interrupted: what arrived goes to the history, as the client's own record would
+            if len(group) == 1:
+                _history.record(builder.completion, client.settings.url)
+            raise
+        run.pacer.done(ticket, request, completion)
+        return completion
 
 
 def run_sync(run: Run, watcher: Watcher[Any]) -> bool:

@@ -3,8 +3,10 @@
 Results come back in input order as a :class:`BatchResult` (a list of
 :class:`Completion` with batch-wide usage, failures and retries). A failed
 item never sinks the batch: its completion keeps ``error`` and
-``incomplete=True`` and the others go on. How the work is scheduled, retried
-and slowed down on 429s is in :mod:`vman_magic.batch.engine`.
+``incomplete=True`` and the others go on. How the work is scheduled and
+retried is in :mod:`vman_magic.batch.engine`; how fast it may go (``rpm``,
+``tpm``, limits learned from the server, adaptive concurrency) is in
+:mod:`vman_magic.batch.budget`.
 
 Interrupts. Stopping a batch (Ctrl-C, the kernel's interrupt button) stops it
 promptly: requests in flight are cancelled, items not finished are marked
@@ -68,14 +70,21 @@ class BatchResult(list[Completion]):
         *,
         retries: int = 0,
         rate_limit_waits: int = 0,
+        rate_limited: int = 0,
+        budget: str = "",
         interrupted: bool = False,
         elapsed: float = 0.0,
     ) -> None:
         super().__init__(items)
         self.retries = retries
-        """Requests sent again after an error (all items together)."""
+        """Requests sent again after an error or a 429 (all items together)."""
         self.rate_limit_waits = rate_limit_waits
-        """Sends that were held back because the server asked the batch to slow down."""
+        """Sends that were held back because the server asked the batch to wait (``Retry-After``)."""
+        self.rate_limited = rate_limited
+        """429 answers the batch met; each such item was sent again once the budget allowed."""
+        self.budget = budget
+        """The budgets the batch ended under, e.g. ``"1,200 requests/min from the server's headers"``;
+        "" when it met no limit."""
         self.interrupted = interrupted
         """True when the batch was stopped before every item finished."""
         self.elapsed = elapsed
@@ -136,6 +145,7 @@ class BatchResult(list[Completion]):
             completion_tokens=usage.completion_tokens,
             retries=self.retries,
             cached=len(self.from_history),
+            rate_limited=self.rate_limited,
         )
 
     def __str__(self) -> str:
@@ -164,6 +174,8 @@ def collect(run: Run) -> BatchResult:
         items,
         retries=run.gate.retries,
         rate_limit_waits=run.gate.waits,
+        rate_limited=run.pacer.rate_limited,
+        budget=run.pacer.describe(),
         interrupted=any(s is None for s in run.slots) or not run.exhausted,
         elapsed=time.perf_counter() - run.started,
     )
@@ -235,7 +247,9 @@ def _check_on_interrupt(on_interrupt: str) -> None:
 def complete_many(
     prompts: Iterable[Prompt],
     *,
-    concurrency: int = 8,
+    concurrency: int | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
     group_size: int = 1,
     model: str | None = None,
     base_url: str | None = None,
@@ -248,7 +262,7 @@ def complete_many(
     cache: bool | None = None,
     **params: Any,
 ) -> BatchResult:
-    """Complete every prompt, ``concurrency`` at a time; results in input order.
+    """Complete every prompt, as fast as the server's limits allow; results in input order.
 
     ``params`` are the API parameters (``max_tokens=``, ``temperature=``, ...),
     the same for every prompt; ``stream`` defaults to ``False`` because a batch
@@ -275,6 +289,17 @@ def complete_many(
     an error or a killed kernel sends only the rest; the progress bar and
     the summary say how many came from history (``.from_history``).
 
+    Speed. ``rpm``/``tpm`` are budgets in requests and tokens per minute
+    (token estimates before sending: prompt length and ``max_tokens``,
+    corrected from ``usage``). Without them the batch learns the limits from
+    the server's ``x-ratelimit-*`` headers, or from its 429s, and sends at
+    that pace; a 429 is not an item's failure, the item is sent again when
+    the budget allows (``BatchResult.rate_limited`` counts them). With no
+    limit in sight it sends 8 requests at a time, as before. ``concurrency``
+    is how many requests may be in flight: ``None`` starts at 8 and grows
+    (to 64) when a known limit and a slow server need more; a number fixes
+    it as the most in flight. See :mod:`vman_magic.batch.budget`.
+
     Works in scripts and notebook cells alike (see :func:`run_sync`); shows a
     progress bar unless ``progress=False``. On interrupt raises
     :class:`BatchInterrupted` with ``.partial``, or returns the partial
@@ -287,7 +312,7 @@ def complete_many(
     given = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": max_retries}
     run, watcher = _begin(
         prompts, params, on_interrupt, progress, settings=settings_at_the_door(settings, given), model=model,
-        concurrency=concurrency, group_size=group_size, cache=cache,
+        concurrency=concurrency, group_size=group_size, cache=cache, rpm=rpm, tpm=tpm,
     )  # fmt: skip
     try:
         return run_blocking(run, watcher)
@@ -310,7 +335,9 @@ def _begin(
 async def acomplete_many(
     prompts: Iterable[Prompt],
     *,
-    concurrency: int = 8,
+    concurrency: int | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
     group_size: int = 1,
     model: str | None = None,
     base_url: str | None = None,
@@ -333,7 +360,7 @@ async def acomplete_many(
     given = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": max_retries}
     run, watcher = _begin(
         prompts, params, on_interrupt, progress, settings=settings_at_the_door(settings, given), model=model,
-        concurrency=concurrency, group_size=group_size, cache=cache,
+        concurrency=concurrency, group_size=group_size, cache=cache, rpm=rpm, tpm=tpm,
     )  # fmt: skip
     try:
         await execute(run, lambda: watcher.render(watcher.snapshot(run)))

@@ -33,6 +33,12 @@ class Tally:
     """Items answered from the history instead of the server (counted in ``done``)."""
     incomplete: int = 0
     """Items that ended without an error but not whole: the server cut them short (not counted in ``done``)."""
+    rate_limited: int = 0
+    """429s met (each item met by one was sent again when the budget allowed)."""
+    waiting: str = ""
+    """Why nothing is being sent right now, e.g. "waiting 12 s for the token budget"; "" when sending."""
+    pace: float | None = None
+    """Requests sent per minute lately, once the batch is paced by a budget (else ``None``)."""
 
     @property
     def finished(self) -> int:
@@ -78,6 +84,8 @@ def summary_line(tally: Tally, elapsed: float | None = None) -> str:
     line += f"; tokens {tally.prompt_tokens:,} prompt + {tally.completion_tokens:,} completion = {tokens:,}"
     if tally.retries:
         line += f"; {tally.retries} retr{'ies' if tally.retries != 1 else 'y'}"
+    if tally.rate_limited:
+        line += f"; {tally.rate_limited} rate-limited (429)"
     if elapsed is not None:
         line += f"; {elapsed:.1f} s"
     return line
@@ -89,17 +97,22 @@ FAILED_COLOUR = "#d32f2f"  # the bar turns red at the first failure (tqdm would 
 
 
 class TqdmProgress:
-    """A ``tqdm.auto`` bar with failed/tokens in its postfix and one summary line at the end.
+    """A ``tqdm.auto`` bar with failed/tokens (and pace, 429s) in its postfix and one summary line at the end.
 
     The unit is `` prompts`` (with its space) so the rate reads "2.62
     prompts/s"; a failure turns the bar red at once and it stays red, so a
     finished batch with failed items does not look like a clean green run.
+
+    While a budget holds the batch back, the description says so
+    ("completions, waiting 12 s for the token budget").
     """
 
     def __init__(self, total: int | None, desc: str) -> None:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=total, desc=desc, unit=" prompts", bar_format=BAR_FORMAT, dynamic_ncols=True)
+        self._desc = desc
+        self._shown: tuple[object, ...] = ()
         self._started = time.perf_counter()
         self._red = False
 
@@ -108,15 +121,33 @@ class TqdmProgress:
         if tally.failed and not self._red:
             self._red = True
             bar.colour = FAILED_COLOUR
+        shown = (
+            tally.finished,
+            tally.cached,
+            tally.incomplete,
+            tally.rate_limited,
+            tally.waiting,
+            None if tally.pace is None else round(tally.pace, -1),
+        )
+        if shown == self._shown:
+            return
+        self._shown = shown
+        tokens = tally.prompt_tokens + tally.completion_tokens
+        postfix = {"failed": tally.failed, "tokens": f"{tokens:,}"}
+        if tally.pace is not None:
+            postfix["pace"] = f"{tally.pace:,.0f} req/min"
+        if tally.cached:
+            postfix["from_history"] = tally.cached
+        if tally.incomplete:
+            postfix["incomplete"] = tally.incomplete
+        if tally.rate_limited:
+            postfix["429s"] = tally.rate_limited
+        bar.set_postfix(postfix, refresh=False)
+        bar.set_description_str(f"{self._desc}, {tally.waiting}" if tally.waiting else self._desc, refresh=False)
         if tally.finished != bar.n:
-            tokens = tally.prompt_tokens + tally.completion_tokens
-            postfix = {"failed": tally.failed, "tokens": f"{tokens:,}"}
-            if tally.cached:
-                postfix["from_history"] = tally.cached
-            if tally.incomplete:
-                postfix["incomplete"] = tally.incomplete
-            bar.set_postfix(postfix, refresh=False)
             bar.update(tally.finished - bar.n)
+        else:
+            bar.refresh()
 
     def close(self, tally: Tally) -> None:
         self.update(tally)
