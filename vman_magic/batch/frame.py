@@ -32,7 +32,7 @@ def complete_frame(
     template: str,
     *,
     out: str = "completion",
-    concurrency: int = 8,
+    concurrency: int | None = None,
     inplace: bool = False,
     model: str | None = None,
     base_url: str | None = None,
@@ -56,10 +56,13 @@ def complete_frame(
     Returns a new frame and leaves ``df`` alone, unless ``inplace=True``: then
     ``df`` itself gets the columns and is returned. The connection
     arguments (or ``settings=``) and ``kwargs`` go to
-    :func:`~vman_magic.complete_many` (``max_tokens=``, ``progress=``,
-    ``on_interrupt=``, ``group_size=``, ``cache=`` ...): with
+    :func:`~vman_magic.complete_many` (``max_tokens=``, ``rpm=``/``tpm=``
+    budgets, ``progress=``, ``on_interrupt=``, ``group_size=``, ``cache=`` ...): with
     ``cache=True`` a re-run sends only the rows without a complete answer in
-    the history, so an interrupted or crashed table resumes. On interrupt the
+    the history, so an interrupted or crashed table resumes. To split a job
+    across machines, run this per partition with ``rpm``/``tpm`` set to each
+    worker's share of the quota (see README, "Scale past one machine"). On
+    interrupt the
     :class:`~vman_magic.batch.many.BatchInterrupted` carries the frame with the
     rows that finished as ``.partial``.
     """

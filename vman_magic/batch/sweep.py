@@ -149,7 +149,9 @@ def run_sweep(
     *,
     n: int = 1,
     show: bool = True,
-    concurrency: int = 8,
+    concurrency: int | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
     model: str | None = None,
     base_url: str | None = None,
     api_key: str | Secret | None = None,
@@ -166,7 +168,9 @@ def run_sweep(
     fills in live; pass ``stream=False`` for ``best_of``. ``show=False``
     draws nothing. ``cache=True`` takes settings the history answers
     completely from there (a sweep without ``seed`` samples, so only ask
-    for it to see the same texts again). An interrupt raises
+    for it to see the same texts again). ``rpm``/``tpm``
+    and ``concurrency`` pace the runs as in :func:`~vman_magic.complete_many`.
+    An interrupt raises
     :class:`~vman_magic.batch.many.BatchInterrupted` whose ``.partial`` is the
     :class:`SweepResult` so far. ``settings=`` takes a resolved
     :class:`~vman_magic.Settings` instead of the connection arguments.
@@ -191,7 +195,7 @@ def run_sweep(
     jobs = [(prompt, {**shared, **setting}) for setting in combos]
     given = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": max_retries}
     connection = settings_at_the_door(settings, given)
-    run = prepare(jobs, settings=connection, model=model, concurrency=concurrency, cache=cache)
+    run = prepare(jobs, settings=connection, model=model, concurrency=concurrency, cache=cache, rpm=rpm, tpm=tpm)
     try:
         completions = run_blocking(run, _view(combos, show))
     except BatchInterrupted as interrupt:

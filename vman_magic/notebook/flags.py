@@ -104,6 +104,20 @@ def complete_arguments(func: Any) -> Any:
             "({column}); -o gets a BatchResult or a DataFrame with the completions. E.g. --over questions.",
         ),
         _argument(
+            "--rpm",
+            type=float,
+            metavar="N",
+            help="With --over/--sweep: send at most N requests per minute (default: learn the limit from the "
+            "server's rate-limit headers and 429s).",
+        ),
+        _argument(
+            "--tpm",
+            type=float,
+            metavar="N",
+            help="With --over/--sweep: send at most N tokens per minute (prompt + max_tokens per request, "
+            "corrected from usage).",
+        ),
+        _argument(
             "--sweep",
             action="append",
             metavar="NAME=V1,V2,...",

@@ -142,6 +142,8 @@ class VmanMagic(Magics):
             params["max_tokens"] = self.default_max_tokens
         if args.show_probs and params.get("logprobs") is None:
             params["logprobs"] = SHOW_PROBS_LOGPROBS
+        if args.over is None and not args.sweep and (args.rpm is not None or args.tpm is not None):
+            raise UsageError("--rpm and --tpm pace many requests: use them with --over or --sweep, or drop them")
         if args.over is not None or args.sweep:
             from .magic_batch import run_batch  # imported on use: %load_ext stays cheap
 

@@ -13,6 +13,9 @@ batch layer, which does the real work:
   ``completion_finish_reason``, ``completion_tokens`` and ``completion_error``.
 * ``--sweep`` (repeatable) runs :func:`~vman_magic.run_sweep` over every
   combination; the result is a :class:`~vman_magic.SweepResult`.
+* ``--rpm N`` / ``--tpm N`` are the batch's request and token budgets per
+  minute; without them it learns the server's limits (see
+  :mod:`vman_magic.batch.budget`).
 
 The rules of a single ``%%complete`` hold: every API flag applies to every
 request, requests stream unless ``--no-stream`` (so an interrupt keeps the text
@@ -72,6 +75,12 @@ def run_batch(
         raise UsageError("--show-probs shows one completion: drop it here, and call r[i].show_probabilities() after")
     if args.over is not None and args.no_template:
         raise UsageError("--over fills {item} or {column} in the cell for each item: drop --no-template")
+    for flag, value, unit in (("--rpm", args.rpm, "requests"), ("--tpm", args.tpm, "tokens")):
+        if value is not None and not 0 < value < float("inf"):
+            raise UsageError(
+                f"{flag} must be a number > 0 ({unit} per minute), got {value:g}; "
+                "leave it out to learn the limit from the server"
+            )
     model = require_model(settings)
     stream = not args.no_stream
     job = (
@@ -97,11 +106,14 @@ class _Job:
         self.stream = stream
 
     def connect(self) -> dict[str, Any]:
-        """About to send: the batch layer's arguments (the demo starts here if nothing is set), and ``--cache``."""
+        """About to send: the batch layer's arguments (the demo starts here if nothing is set) and the batch flags."""
         self.settings = ensure_server(self.settings)
         if self.settings.is_demo:
             show_demo_notice()
-        return {"settings": self.settings, "model": self.model, "cache": self.args.cache}
+        return {
+            "settings": self.settings, "model": self.model, "cache": self.args.cache,
+            "rpm": self.args.rpm, "tpm": self.args.tpm,
+        }  # fmt: skip
 
     def store(self, result: Any) -> None:
         """``_completion`` and ``-o NAME``, like a single completion (and before any error is raised)."""
