@@ -40,7 +40,7 @@ def test_over_with_rpm_paces_a_silent_gateway(ip: InteractiveShell) -> None:
         r = ip.user_ns["r"]
         assert isinstance(r, BatchResult) and r.failed == [] and len(r) == len(ITEMS)
         assert r.budget == "1,200 requests/min given"
-        assert server.stats.completions == len(ITEMS) and server.stats.rate_limited == r.rate_limited <= 1
+        assert server.stats.completions == len(ITEMS) and server.stats.rate_limited == r.rate_limited <= 3
 
 
 def test_over_without_flags_learns_the_limit_from_headers(ip: InteractiveShell) -> None:
@@ -50,7 +50,7 @@ def test_over_without_flags_learns_the_limit_from_headers(ip: InteractiveShell) 
         assert result.success, result.error_in_exec
         r = ip.user_ns["r"]
         assert r.failed == [] and r.budget == "1,200 requests/min from the server's headers"
-        assert server.stats.rate_limited == r.rate_limited <= 1
+        assert server.stats.rate_limited == r.rate_limited <= 3
 
 
 def test_over_a_frame_and_a_sweep_take_budgets(ip: InteractiveShell) -> None:
@@ -64,7 +64,7 @@ def test_over_a_frame_and_a_sweep_take_budgets(ip: InteractiveShell) -> None:
         assert run(ip, cell).success
         sweep = ip.user_ns["r"]
         assert isinstance(sweep, SweepResult) and sweep.completions.budget == "30,000 tokens/min given"
-        assert server.stats.rate_limited <= 1
+        assert server.stats.rate_limited <= 3
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,8 @@ A 429 is not an item's failure here: the engine sends the item again once
 the budget allows (up to :data:`RATE_LIMIT_TRIES` times), and a 429 whose
 code is ``insufficient_quota`` (the account is out of credit) fails at once.
 ``Retry-After`` / ``retry-after-ms`` still hold back every worker through
-the engine's :class:`~vman_magic.batch.engine.RateGate`.
+the engine's :class:`~vman_magic.batch.engine.RateGate`; one asking for
+longer than the client's ``retry_after_cap`` fails the item at once.
 
 Everything here runs on the batch's event loop; views read :meth:`Pacer.status`.
 """
@@ -117,11 +118,12 @@ class Bucket:
     """A token bucket of one second's worth that lends: a reservation past empty is debt to sleep off.
 
     Reserving ahead (rather than polling until full) spaces the waiting
-    workers out in arrival order, and wakes each once. It holds a tenth less
-    than the server's bucket (at least one unit): the server's bucket, full
-    while our first requests are still on their way, wastes its refill for
-    that long, and a request that arrives a few milliseconds early must still
-    find room.
+    workers out in arrival order, and wakes each once. It holds a quarter of
+    a second's worth less than the server's bucket (at least one unit): a
+    server whose bucket is full while our requests are still on their way
+    (at the start, after a pause, behind a busy event loop) wastes its
+    refill for that long, and a request that arrives early must still find
+    room. Only bursts pay for it: a steady pace is the refill rate either way.
     """
 
     def __init__(self, rate: float, now: float) -> None:
@@ -160,7 +162,7 @@ class Bucket:
 
 def _capacity(rate: float) -> float:
     full = rate * BURST_SECONDS
-    return max(1.0, full - max(1.0, 0.1 * full))
+    return max(1.0, full - max(1.0, 0.25 * full))
 
 
 class TokenEstimator:
@@ -287,7 +289,7 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         hold: Callable[[float], None] = lambda seconds: None,
-        retry_after_cap: float = 60.0,
+        retry_after_cap: float = RetryPolicy.retry_after_cap,
     ) -> None:
         self.start = concurrency or DEFAULT_CONCURRENCY
         self.ceiling = concurrency or MAX_CONCURRENCY
@@ -416,7 +418,9 @@ class Pacer:
             if bucket is not None:
                 bucket.give(cost)  # the server charged nothing for a refused request
         if error.code == "insufficient_quota":
-            return False
+            return False  # out of credit: waiting will not help
+        if error.retry_after is not None and not error.retry_after <= self._retry_after_cap:
+            return False  # the server asks for longer than we wait by ourselves (as the client decides)
         kind = self._refused_budget(ticket, error)
         if self.limits[kind].announced is None:
             self._cut(kind, ticket, now)
