@@ -246,7 +246,7 @@ def test_the_pacer_says_which_budget_it_waits_for() -> None:
 
     asyncio.run(two())
     assert len(slept) == 1 and slept[0] > 10
-    waiting, pace = pacer.status()
+    waiting, _pace = pacer.status()
     assert waiting.startswith("waiting ") and waiting.endswith(" s for the token budget")
     assert pacer.describe() == "600 tokens/min given"
 
