@@ -109,12 +109,12 @@ def bench_server(
     return server_process(args + (["--logprobs"] if logprobs else []))
 
 
-def demo_server(**throttle: float) -> contextlib.AbstractContextManager[str]:
-    """The package's demo server (``python -m vman_magic serve``) in its own process."""
+def demo_server(*, extra: list[str] | None = None, **throttle: float) -> contextlib.AbstractContextManager[str]:
+    """The package's demo server (``python -m vman_magic serve``) in its own process; ``extra`` flags as given."""
     args = ["vman_magic", "serve"]
     for name, value in throttle.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
-    return server_process(args)
+    return server_process(args + (extra or []))
 
 
 def run_json(code: str, python: str = PYTHON, timeout: float = 600) -> Any:

@@ -29,6 +29,7 @@ from . import (
     bench_history,
     bench_load,
     bench_memory,
+    bench_ratelimit,
     bench_server,
     bench_stream,
     bench_sweep,
@@ -58,6 +59,7 @@ def _suites(quick: bool, install: bool) -> dict[str, Callable[[], list[Row]]]:
             count=64 if q else 1_000, calls=200 if q else 5_000, repeats=1 if q else 3, search=2_000 if q else 100_000
         ),
         "sweep": lambda: bench_sweep.rows(side=3 if q else 10, tokens=8 if q else 32, tps=200 if q else 40),
+        "ratelimit": lambda: bench_ratelimit.rows(count=12 if q else 600, peer_cap=2 if q else 90, quick=q),
     }
 
 
