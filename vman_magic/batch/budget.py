@@ -24,7 +24,9 @@ A :class:`Pacer` keeps a batch under those limits without being told them:
   a measurement, a quarter of the way back to the rate that overshot per
   second, at least 5 %/s; after one, 1 %/s up to 98 % of it, and past that
   only after 10 s without a 429): additive increase, multiplicative
-  decrease, with a measured ceiling.
+  decrease, with a measured ceiling. A 429 under a budget the caller gave
+  (a noisy moment, another client on the key) steps 10 % below it and grows
+  back at 5 %/s: the caller's word is trusted over a single refusal.
 * **Concurrency follows the rate** (Little's law): with a known limit the
   window of requests in flight is ``rate x latency x 1.25 + 1``, between the
   starting concurrency and the ceiling, so a slow gateway gets enough
@@ -322,6 +324,12 @@ class Pacer:
         if ticket.sent_at < state.cut_at:
             return
         current = state.rate or self._send_rate(kind, now)
+        if state.explicit is not None:  # the caller said the limit: trust it, step back a little
+            state.probed = max(0.9 * current, _FLOOR)
+            state.cut_at = state.grown_at = now
+            self._pace(kind, now)
+            self._epoch += 1
+            return
         if state.last_429 is not None and 0.5 <= ticket.sent_at - state.last_429 <= _HISTORY_SECONDS:
             # never above the true rate (a full bucket wastes refill), so the best of them is the closest
             measured = self._admitted_rate(kind, state.last_429, ticket.sent_at)
@@ -350,7 +358,10 @@ class Pacer:
         elapsed, state.grown_at = now - state.grown_at, now
         if now - state.waited_at > 1.0:
             return  # the budget did not hold anything back: sending faster would teach nothing
-        if not state.measured:  # toward the rate that overshot, a quarter of the way a second, or 5 %/s
+        if state.explicit is not None:  # back to the caller's budget at 5 %/s
+            grown = state.probed * (1 + 0.05 * elapsed)
+            state.probed = None if grown >= state.explicit else grown
+        elif not state.measured:  # toward the rate that overshot, a quarter of the way a second, or 5 %/s
             gap = (state.overshoot or state.probed) - state.probed
             state.probed += max(0.05 * state.probed, 0.25 * gap) * elapsed
         elif state.probed < 0.98 * state.measured:
