@@ -24,7 +24,7 @@ from vman_magic.batch.frame import complete_frame
 from vman_magic.batch.many import BatchInterrupted, Unfinished, acomplete_many, complete_many
 from vman_magic.batch.progress import Tally, TqdmProgress
 from vman_magic.batch.sweep import run_sweep
-from vman_magic.core.models import CompletionRequest
+from vman_magic.core.models import Completion, CompletionRequest
 from vman_magic.testing import serve
 
 RPM = 1200  # a bucket of 20 requests, refilled 20 a second
@@ -261,3 +261,27 @@ def test_progress_bar_shows_rate_429s_and_why_it_waits(capsys: pytest.CaptureFix
     assert bar._bar.desc == "completions"
     bar.close(Tally(total=10, done=10, rate_limited=2))
     assert "; 2 rate-limited (429)" in capsys.readouterr().out
+
+
+def test_a_429_under_a_given_budget_steps_back_a_little_and_returns() -> None:
+    """rpm= is trusted: one 429 paces 10 % below it (not half), and the pace grows back to the budget."""
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        pass
+
+    pacer = Pacer(rpm=1200, clock=lambda: now[0], sleep=sleep)
+    request = CompletionRequest.build("m", "p", max_tokens=1)
+
+    async def second(count: int) -> Any:
+        now[0] += 1.0
+        tickets = [await pacer.clear(request) for _ in range(count)]
+        return tickets[-1]
+
+    ticket = asyncio.run(second(5))
+    assert pacer.limited(ticket, RateLimitError("slow down", status_code=429)) is True
+    assert pacer.limits["requests"].rate == pytest.approx(18.0)  # 0.9 x 20 a second
+    assert pacer.describe() == "1,080 requests/min learned from 429s"
+    for _ in range(10):  # ten busy seconds without a 429: 5 %/s back to the budget
+        pacer.done(asyncio.run(second(30)), request, Completion(request))
+    assert pacer.describe() == "1,200 requests/min given"
