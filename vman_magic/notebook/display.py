@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..core.kernel import in_kernel
+from ..core.pacing import Pacer
 from ..core.render import completion_html, completion_text, footer_html, footer_text
 
 if TYPE_CHECKING:
@@ -52,8 +53,7 @@ __all__ = ["LiveView", "clean_stream_text", "tokens_received"]
 STREAM_INTERVAL = 1 / 20  # seconds between appended stream writes (n == 1): smooth to read, few messages
 GRID_INTERVAL = 1 / 10  # seconds between redraws (a grid, or any sink)
 GRID_GROWTH = 1.25  # ...and only once the text grew by a quarter,
-REDRAW_BUDGET = 20_000  # ...or re-sending it fits this many characters a second,
-GRID_MAX_WAIT = 2.0  # ...or this long passed, so slow streams of long texts still move
+REDRAW_BUDGET = 20_000  # ...or re-sending it fits this many characters a second (see core/pacing.py)
 
 _monotonic = time.monotonic  # bound once: update() runs per chunk
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
@@ -119,8 +119,8 @@ class LiveView:
         self._line_open = False  # the last write did not end with a newline
         # redraw mode
         self._handle: DisplayHandle | None = None
-        self._sent_size = 0
-        self._sent_at = 0.0
+        # the interval is kept by _due (update() is a clock read until then), so the pacer needs none
+        self._pacer = Pacer(interval=0.0, growth=GRID_GROWTH, budget=REDRAW_BUDGET)
 
     @property
     def rich(self) -> bool:
@@ -201,25 +201,23 @@ class LiveView:
     def _update_redraw(self, completion: Completion, now: float) -> None:
         """Re-send the whole view, but rarely enough that the bytes stay bounded.
 
-        At most one redraw per ``GRID_INTERVAL``, and after the first only when
-        the text grew by ``GRID_GROWTH`` (total bytes stay linear in the text)
-        or re-sending it fits ``REDRAW_BUDGET`` characters a second (short
-        texts move smoothly at any speed), or ``GRID_MAX_WAIT`` passed.
+        The same :class:`~vman_magic.core.pacing.Pacer` as the sweep grid: at
+        most one redraw per ``GRID_INTERVAL``, and after the first only when
+        the text grew by ``GRID_GROWTH`` or re-sending it fits
+        ``REDRAW_BUDGET`` characters a second, so the bytes sent stay within
+        five times the final view plus the budget per second.
         """
         if self._sink is None and not self.rich:
             self._due = float("inf")  # terminal: the grid is printed once, at the end
             return
         size = sum(len(ch.text) for ch in completion.choices)
-        if size == self._sent_size:
+        if size == self._pacer.sent_size:
             return
-        if self._sent_size and size < self._sent_size * GRID_GROWTH:
-            wait = min(GRID_MAX_WAIT, max(GRID_INTERVAL, size / REDRAW_BUDGET))
-            if now < self._sent_at + wait:
-                self._due = now + GRID_INTERVAL
-                return
+        if not self._pacer.due(size, now):
+            self._due = now + GRID_INTERVAL
+            return
         self._show(completion, footer=False)
-        self._sent_size = size
-        self._sent_at = now
+        self._pacer.sent(size, now)
         self._due = now + GRID_INTERVAL
 
     def _show(self, completion: Completion, *, footer: bool) -> None:
