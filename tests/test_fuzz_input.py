@@ -79,3 +79,58 @@ def test_any_template_renders_or_is_a_template_error(template: str) -> None:
         return
     assert isinstance(rendered, Rendered) and isinstance(rendered.text, str)
     assert len(rendered.text) <= len(template) * (MAX_WIDTH + 100)
+
+
+_NUMBER = st.one_of(st.integers(min_value=-(10**30), max_value=10**30), st.floats(allow_nan=True, allow_infinity=True))
+_TOKEN = st.text(max_size=4)
+_CHOICE = st.fixed_dictionaries(
+    {"index": st.integers(min_value=0, max_value=5), "text": st.one_of(st.none(), st.text(max_size=8))},
+    optional={
+        "finish_reason": st.one_of(st.none(), st.sampled_from(["stop", "length"]), st.text(max_size=5)),
+        "logprobs": st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "tokens": st.lists(_TOKEN, max_size=3),
+                    "token_logprobs": st.lists(st.one_of(st.none(), _NUMBER), max_size=3),
+                    "top_logprobs": st.lists(
+                        st.one_of(st.none(), st.dictionaries(_TOKEN, _NUMBER, max_size=2)), max_size=3
+                    ),
+                    "text_offset": st.lists(st.integers(min_value=-5, max_value=10**12), max_size=3),
+                },
+            ),
+        ),
+    },
+)
+_CHUNK = st.fixed_dictionaries(
+    {"choices": st.lists(_CHOICE, max_size=3)},
+    optional={
+        "model": st.text(max_size=6),
+        "id": st.text(max_size=6),
+        "usage": st.fixed_dictionaries(
+            {},
+            optional={k: st.integers(min_value=0, max_value=10**12) for k in ("prompt_tokens", "completion_tokens")},
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(_CHUNK, min_size=1, max_size=4), incomplete=st.booleans())
+def test_views_never_raise_on_a_stored_result(chunks: list[dict[str, Any]], incomplete: bool) -> None:
+    """Whatever passes the shape check, every view of the stored result renders without raising."""
+    from vman_magic.client.shape import AnswerShape
+    from vman_magic.core.models import CompletionBuilder, CompletionRequest
+    from vman_magic.core.render import completion_html, completion_text, footer_text
+
+    builder = CompletionBuilder(CompletionRequest.build("m", "p", n=2, logprobs=2))
+    shape = AnswerShape("host")
+    for chunk in chunks:
+        builder.add(shape.chunk(chunk))
+    result = builder.fail(KeyboardInterrupt()) if incomplete else builder.finish()
+    view = result.show_probabilities()
+    for text in (repr(result), completion_text(result), completion_html(result), footer_text(result)):
+        assert isinstance(text, str)
+    assert isinstance(view.html, str) and isinstance(str(view), str)
+    result._repr_mimebundle_()

@@ -55,6 +55,7 @@ except ImportError:  # pragma: no cover - exercised only without orjson
 #: JSON nested deeper than this is refused (a completion chunk is about 5 levels deep).
 MAX_DEPTH: Final = 64
 
+_SCAN_FROM: Final = 512
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _OPEN: Final = frozenset(b"[{")
@@ -70,9 +71,13 @@ def check_depth(payload: bytes, limit: int = MAX_DEPTH) -> None:
     """Raise :class:`_JSONTooDeep` when ``payload`` nests more than ``limit`` arrays/objects.
 
     Cheap for ordinary payloads: the exact scan runs only when the payload
-    holds more than ``limit`` opening brackets at all.
+    holds more than ``limit`` opening brackets at all, and a payload shorter
+    than :data:`_SCAN_FROM` bytes (a typical stream event) is not counted:
+    it cannot nest deeper than the parsers handle (json and orjson both stop
+    near 1,000 levels, which :func:`parse_json` reports the same way), and
+    the shape check never walks into fields it does not know.
     """
-    if payload.count(b"[") + payload.count(b"{") <= limit:
+    if len(payload) < _SCAN_FROM or payload.count(b"[") + payload.count(b"{") <= limit:
         return
     depth = deepest = 0
     for byte in _STRING.sub(b"", payload).translate(None, _NOT_BRACKETS):
@@ -117,55 +122,72 @@ def _number(value: Any) -> bool:
 class AnswerShape:
     """Checks the answers of one client (``host`` names the server in messages)."""
 
-    __slots__ = ("_clean", "host", "scrub")
+    __slots__ = ("_head", "host", "scrub")
 
     def __init__(self, host: str, scrub: Scrubber | None = None) -> None:
         self.host = host
         self.scrub = scrub or Scrubber.none()
-        self._clean: set[str] = set()  # header strings already known to hold no secret
+        self._head: tuple[Any, ...] = ()  # the header fields of the last event, already checked and clean
 
     def _error(self, what: str, problem: str) -> APIResponseError:
         return APIResponseError(f"the server at {self.host} sent {what} of the wrong shape: {problem}")
 
     # -- completions ------------------------------------------------------
     def chunk(self, data: Any, *, body: bool = False) -> Mapping[str, Any]:
-        """``data`` if it has the shape of a completion chunk (``body``: a whole non-stream answer)."""
-        what = "an answer" if body else "a stream event"
+        """``data`` if it has the shape of a completion chunk (``body``: a whole non-stream answer).
+
+        The common stream event (choices with a string ``text``, no logprobs
+        or finish reason yet, the same id and model as the event before)
+        takes the fast path: a few exact type tests, no method call per choice.
+        """
         if type(data) is not dict:
-            raise self._error(what, f"expected a JSON object, got {_kind(data)}")
+            raise self._error("an answer" if body else "a stream event", f"expected a JSON object, got {_kind(data)}")
         if data.get("error") is not None:
             return data  # the builder raises it as StreamAPIError; its fields are checked by error_fields
         choices = data.get("choices")
-        if choices is None:
-            if body:
-                raise self._error(what, "it has no 'choices' list")
-        elif type(choices) is not list:
-            raise self._error(what, f"'choices' is {_kind(choices)}, not a list")
-        else:
+        if type(choices) is list:
             for position, choice in enumerate(choices):
-                self._choice(what, position, choice)
+                if (
+                    type(choice) is not dict
+                    or choice.get("logprobs") is not None
+                    or choice.get("finish_reason") is not None
+                    or type(index := choice.get("index", 0)) is not int
+                    or index < 0
+                    or not (type(text := choice.get("text")) is str or text is None)
+                ):
+                    self._choice("an answer" if body else "a stream event", position, choice)
+        elif choices is not None or body:
+            problem = "it has no 'choices' list" if choices is None else f"'choices' is {_kind(choices)}, not a list"
+            raise self._error("an answer" if body else "a stream event", problem)
         usage = data.get("usage")
         if usage is not None:
-            self._usage(what, usage)
-        for name in _HEADER_FIELDS:
-            value = data.get(name)
+            self._usage("an answer" if body else "a stream event", usage)
+        head = (
+            data.get("id"),
+            data.get("object"),
+            data.get("model"),
+            data.get("system_fingerprint"),
+            data.get("created"),
+        )
+        if head != self._head:
+            self._check_head("an answer" if body else "a stream event", data, head)
+        return data
+
+    def _check_head(self, what: str, data: dict[str, Any], head: tuple[Any, ...]) -> None:
+        """Type-check and scrub the header fields; remembered, so the next event with the same ones skips this."""
+        scrubbed = False
+        for name, value in zip(_HEADER_FIELDS, head, strict=False):
             if value is not None:
                 if type(value) is not str:
                     raise self._error(what, f"'{name}' is {_kind(value)}, not a string")
-                if value not in self._clean:
-                    data[name] = self._scrubbed(value)
-        created = data.get("created")
+                clean = self.scrub(value)
+                if clean != value:
+                    data[name] = clean
+                    scrubbed = True
+        created = head[-1]
         if created is not None and not _number(created):
             raise self._error(what, f"'created' is {_kind(created)}, not a number")
-        return data
-
-    def _scrubbed(self, value: str) -> str:
-        clean = self.scrub(value)
-        if clean is value or clean == value:
-            if len(self._clean) < 64:
-                self._clean.add(value)
-            return value
-        return clean
+        self._head = () if scrubbed else head  # a scrubbed head is not remembered: every event is scrubbed
 
     def _choice(self, what: str, position: int, choice: Any) -> None:
         where = f"choices[{position}]"
