@@ -33,7 +33,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from ..core.errors import StreamError
-from .shape import _JSONTooDeep, json_loads, loads, parse_json
+from .shape import _SCAN_FROM, _JSONTooDeep, json_loads, loads, parse_json
 
 __all__ = ["SSEDecoder", "aiter_chunks", "iter_chunks", "json_loads", "loads"]
 
@@ -154,6 +154,12 @@ class SSEDecoder:
                 if payload == _DONE:
                     self.done = True
                     break
+                if len(payload) < _SCAN_FROM:  # too short to nest past the parsers: no depth scan, no call
+                    try:
+                        out.append(loads(payload))
+                        continue
+                    except (ValueError, RecursionError):
+                        pass  # _parse below raises the one-line StreamError
                 out.append(_parse(payload))
         except StreamError as exc:
             if not out:
