@@ -37,7 +37,7 @@ import itertools
 import json
 import sys
 from collections import ChainMap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
@@ -184,9 +184,17 @@ class _Over(_Job):
             return
         if rendered and rendered[0].unresolved:
             print(_unresolved_note(rendered[0]))
+        self._send([r.text for r in rendered], params)
+
+    def _send(self, prompts: Iterable[Any], params: dict[str, Any]) -> None:
+        """Send the items' prompts as one batch; store and report the result, or the partial one on interrupt.
+
+        ``prompts`` are strings, or (lazily rendered items only) a ``ValidationError``
+        that the batch turns into that one item's failure.
+        """
         connection = self.connect()
         try:
-            result = complete_many([r.text for r in rendered], stream=self.stream, **connection, **params)
+            result = complete_many(prompts, stream=self.stream, **connection, **params)
         except ValidationError as exc:
             raise UsageError(str(exc)) from None
         except BatchInterrupted as interrupt:
@@ -233,15 +241,7 @@ class _Over(_Job):
                 except UsageError as exc:
                     yield ValidationError(str(exc), param="prompt")
 
-        connection = self.connect()
-        try:
-            result = complete_many(_Sized(prompts(), total), stream=self.stream, **connection, **params)
-        except ValidationError as exc:
-            raise UsageError(str(exc)) from None
-        except BatchInterrupted as interrupt:
-            partial: BatchResult = interrupt.partial
-            self.interrupted(interrupt, sum(not c.incomplete for c in partial), len(partial), "items")
-        self._finish(result)
+        self._send(_Sized(prompts(), total), params)
 
     def _frame(self, name: str, df: Any, template: str, params: dict[str, Any]) -> None:
         if self.args.dry_run:
